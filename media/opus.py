@@ -1,0 +1,68 @@
+"""Opus framing as the device decodes it: 48 kHz, mono, 16-bit, one Opus packet per AudioPacket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import opuslib  # type: ignore[import-untyped]
+
+SAMPLE_RATE = 48_000
+CHANNELS = 1
+SAMPLE_WIDTH = 2
+FRAME_DURATIONS_MS = (10, 20, 40, 60)
+"""Frame durations libopus encodes natively; 20 ms is the safest for device firmware."""
+
+MAX_DECODED_FRAME_SAMPLES = SAMPLE_RATE * 120 // 1000
+"""The longest audio one Opus packet may carry (120 ms), the decoder's buffer size."""
+
+
+def samples_per_frame(frame_ms: int) -> int:
+    if frame_ms not in FRAME_DURATIONS_MS:
+        raise ValueError(f"frame duration {frame_ms} ms is not one of {FRAME_DURATIONS_MS}")
+    return SAMPLE_RATE * frame_ms // 1000
+
+
+class OpusEncoder:
+    """Cuts mono int16 PCM into frames and encodes each one as a self-contained Opus packet."""
+
+    def __init__(self, frame_ms: int = 20, bitrate: int = 48_000) -> None:
+        self.frame_ms = frame_ms
+        self.frame_samples = samples_per_frame(frame_ms)
+        self._encoder = opuslib.Encoder(SAMPLE_RATE, CHANNELS, opuslib.APPLICATION_AUDIO)
+        self._encoder.bitrate = bitrate
+
+    def encode(self, pcm: np.ndarray) -> tuple[bytes, ...]:
+        """Encode the whole signal; the last frame is padded with silence to a full frame."""
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise ValueError("expected mono int16 PCM")
+        frames = -(-len(pcm) // self.frame_samples)
+        padded = np.zeros(frames * self.frame_samples, dtype=np.int16)
+        padded[: len(pcm)] = pcm
+        return tuple(
+            bytes(self._encoder.encode(padded[i : i + self.frame_samples].tobytes(), self.frame_samples))
+            for i in range(0, len(padded), self.frame_samples)
+        )
+
+    def silence_packet(self) -> bytes:
+        """One frame of digital silence: a valid packet to close a recording early."""
+        return self.encode(np.zeros(self.frame_samples, dtype=np.int16))[0]
+
+
+class OpusDecoder:
+    """The device's side: one decoder per connection; an empty packet is decoded as a lost one."""
+
+    def __init__(self) -> None:
+        self._decoder = opuslib.Decoder(SAMPLE_RATE, CHANNELS)
+
+    def decode(self, packet: bytes) -> np.ndarray:
+        # libopus conceals a lost packet (empty data) with frame_size samples: 120 ms here.
+        pcm = self._decoder.decode(packet, MAX_DECODED_FRAME_SAMPLES)
+        return np.frombuffer(pcm, dtype=np.int16)
+
+
+def decode_packets(packets: Iterable[bytes]) -> np.ndarray:
+    """Decode a whole recording with a fresh decoder, as the device does per connection."""
+    decoder = OpusDecoder()
+    chunks = [decoder.decode(packet) for packet in packets]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
