@@ -1,0 +1,94 @@
+"""The server's settings: command-line flags, each with a matching ACP_* environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from actors.leds import MAX_MODES
+from media.opus import FRAME_DURATIONS_MS
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "[::]"
+    port: int = 50051
+    modes: int = 5
+    sounds_dir: Path | None = None
+    frame_ms: int = 20
+    preroll_ms: int = 150
+    tick_ms: int = 10
+    grace: float = 10.0
+    max_devices: int = 100_000
+    log_level: str = "INFO"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is outside 0..65535")
+        if not 1 <= self.modes <= MAX_MODES:
+            raise ValueError(f"modes must be 1..{MAX_MODES} (the LEDs can show {MAX_MODES}), not {self.modes}")
+        if self.frame_ms not in FRAME_DURATIONS_MS:
+            raise ValueError(f"frame duration must be one of {FRAME_DURATIONS_MS} ms, not {self.frame_ms}")
+        if not 0 <= self.preroll_ms <= 2000:
+            raise ValueError(f"pre-roll must be 0..2000 ms, not {self.preroll_ms}")
+        if not 1 <= self.tick_ms <= 100:
+            raise ValueError(f"scheduler tick must be 1..100 ms, not {self.tick_ms}")
+        if self.grace < 0:
+            raise ValueError(f"grace period must be >= 0 s, not {self.grace}")
+        if self.max_devices < 1:
+            raise ValueError(f"max devices must be >= 1, not {self.max_devices}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {LOG_LEVELS}, not {self.log_level}")
+
+
+_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("host", "ACP_HOST", str, "address to listen on ([::] is every interface)"),
+    ("port", "ACP_PORT", int, "gRPC port (0 picks a free one)"),
+    ("modes", "ACP_MODES", int, f"number of modes Mode cycles through (1..{MAX_MODES})"),
+    ("sounds_dir", "ACP_SOUNDS_DIR", Path, "folder of sound files named <mode>.<ext> or <mode>-<label>.<ext>"),
+    ("frame_ms", "ACP_FRAME_MS", int, f"audio per Opus packet in ms, one of {FRAME_DURATIONS_MS}"),
+    ("preroll_ms", "ACP_PREROLL_MS", int, "how far ahead of real time audio is streamed, in ms"),
+    ("tick_ms", "ACP_TICK_MS", int, "audio scheduler tick in ms"),
+    ("grace", "ACP_GRACE", float, "seconds to drain on SIGTERM/SIGINT before exiting"),
+    ("max_devices", "ACP_MAX_DEVICES", int, "devices served at once; more are refused with RESOURCE_EXHAUSTED"),
+    ("log_level", "ACP_LOG_LEVEL", str, f"one of {', '.join(LOG_LEVELS)}"),
+)
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Flags win over environment variables, which win over defaults. Bad values exit with status 2."""
+    environ = os.environ if environ is None else environ
+    defaults = ServerConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m actors.main",
+        description="Streaming audio control plane: serves the device fleet over gRPC.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    values: dict[str, object] = {}
+    for name, env, kind, help_text in _FLAGS:
+        default = getattr(defaults, name)
+        if env in environ:
+            try:
+                default = kind(environ[env])
+            except ValueError:
+                parser.error(f"{env}={environ[env]!r} is not a valid {kind.__name__}")
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=kind, default=default, help=f"{help_text} [{env}]"
+        )
+    args = parser.parse_args(argv)
+    values = vars(args)
+    if isinstance(values.get("log_level"), str):
+        values["log_level"] = str(values["log_level"]).upper()
+    try:
+        return ServerConfig(**values)  # type: ignore[arg-type]
+    except ValueError as error:
+        parser.error(str(error))

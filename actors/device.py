@@ -1,0 +1,143 @@
+"""One device's actor: owns its state, decides what its LEDs show and what its speaker plays."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+import pykka
+
+from actors import state as transitions
+from actors.leds import LedFrame, render, server_leaving
+from actors.messages import (
+    AttachLink,
+    ButtonPressed,
+    DeviceFailed,
+    PlaybackEnded,
+    PlaybackFinished,
+    Retire,
+    ShowLeaving,
+    StateChanged,
+    StreamClosed,
+    StreamKind,
+    StreamOpened,
+)
+from actors.ports import DeviceLink, PlaybackEndCallback
+from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, Transition
+from media.library import SoundLibrary
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceActor(pykka.ThreadingActor):
+    """Applies the pure transitions of ``actors.state`` and carries out their effects.
+
+    Audio packets never pass through this actor: it tells the link's audio outlet to
+    play or stop, and the transport moves the packets.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        state: DeviceState,
+        link: DeviceLink,
+        supervisor: pykka.ActorRef[Any],
+        library: SoundLibrary,
+    ) -> None:
+        super().__init__()
+        self.device_id = device_id
+        self.state = state
+        self._link = link
+        self._supervisor = supervisor
+        self._library = library
+        self._shown: LedFrame | None = None
+
+    def on_start(self) -> None:
+        self._show(render(self.state))
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ButtonPressed(input=event, reply=reply):
+                accepted = False
+                try:
+                    transition = transitions.on_button(self.state, event, self._library.modes)
+                    self._apply(transition)
+                    accepted = transition.accepted
+                finally:
+                    reply(accepted)
+                logger.info(
+                    "device %s: %s %s -> %s",
+                    self.device_id,
+                    event.button.value,
+                    event.gesture.value,
+                    "accepted" if accepted else "refused",
+                )
+            case PlaybackFinished(playback_id=playback_id, outcome=outcome):
+                self._apply(transitions.on_playback_ended(self.state, playback_id, outcome))
+            case StreamOpened(kind=StreamKind.AUDIO):
+                self._apply(transitions.on_audio_restored(self.state))
+            case StreamOpened():
+                pass
+            case StreamClosed(kind=StreamKind.AUDIO):
+                self._apply(transitions.on_audio_lost(self.state))
+            case StreamClosed():
+                self._apply(transitions.on_disconnect(self.state))
+            case AttachLink(link=link):
+                self._apply(transitions.on_disconnect(self.state))
+                self._link = link
+                self._shown = None
+                self._show(render(self.state))
+            case ShowLeaving():
+                self._apply(transitions.on_disconnect(self.state))
+                self._show(server_leaving(self.state))
+            case Retire():
+                self._apply(transitions.on_disconnect(self.state))
+                return self.state.at_rest()
+            case _:
+                logger.warning("device %s: ignoring unknown message %r", self.device_id, message)
+        return None
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        logger.error(
+            "device %s: actor failed: %r", self.device_id, exception_value, exc_info=exception_value
+        )
+        self._supervisor.tell(
+            DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value))
+        )
+
+    def _apply(self, transition: Transition) -> None:
+        for effect in transition.effects:
+            match effect:
+                case StopPlayback():
+                    self._link.audio.stop()
+                case StartPlayback(playback=playback):
+                    sound = self._library.for_mode(playback.mode)
+                    self._link.audio.play(sound, self._end_notifier(playback.id))
+        if transition.state != self.state:
+            self.state = transition.state
+            self._supervisor.tell(StateChanged(self.device_id, self.actor_urn, self.state))
+        self._show(render(self.state))
+
+    def _show(self, leds: LedFrame) -> None:
+        if leds != self._shown:
+            self._shown = leds
+            self._link.leds.show(leds)
+
+    def _end_notifier(self, playback_id: int) -> PlaybackEndCallback:
+        """The transport calls this from the event loop; it goes through the supervisor so
+        that a restarted actor still hears about the playback its predecessor started."""
+        supervisor, device_id = self._supervisor, self.device_id
+
+        def notify(outcome: PlaybackOutcome) -> None:
+            try:
+                supervisor.tell(PlaybackEnded(device_id, playback_id, outcome))
+            except pykka.ActorDeadError:
+                pass
+
+        return notify

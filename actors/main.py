@@ -1,0 +1,50 @@
+"""``python -m actors.main``: run the control plane until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from actors.config import ServerConfig, parse_config
+from media.library import SoundLibrary, build_library
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        library = build_library(config.modes, config.frame_ms, config.sounds_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(config, library))
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def serve(config: ServerConfig, library: SoundLibrary) -> None:
+    from rpc.server import ControlPlane
+
+    plane = ControlPlane(config, library)
+    try:
+        await plane.start()
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {config.address}: {error}") from error
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    await plane.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

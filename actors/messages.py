@@ -1,0 +1,132 @@
+"""Messages between the gRPC layer and the actors: immutable values, sent with ``tell``.
+
+Replies travel through a ``reply`` callable that the sender supplies, so an actor never
+blocks on its caller and the gRPC layer never blocks its event loop on an actor.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.ports import DeviceLink
+from actors.state import ButtonInput, DeviceState, PlaybackOutcome
+
+
+class StreamKind(enum.Enum):
+    STATUS = "status"
+    EVENTS = "events"
+    AUDIO = "audio"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGrant:
+    link: DeviceLink
+    session: int
+    stream: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRefused:
+    reason: str
+    overloaded: bool = False
+    """True when the server is at its device limit; False when it is going away."""
+
+
+OpenReply = Callable[[StreamGrant | StreamRefused], None]
+AckReply = Callable[[bool], None]
+
+
+# Supervisor inbox.
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    device_id: str
+    peer: str
+    kind: StreamKind
+    reply: OpenReply
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    device_id: str
+    session: int
+    stream: int
+    kind: StreamKind
+
+
+@dataclass(frozen=True, slots=True)
+class RouteButton:
+    device_id: str
+    session: int
+    input: ButtonInput
+    reply: AckReply
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackEnded:
+    device_id: str
+    playback_id: int
+    outcome: PlaybackOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    device_id: str
+    actor_urn: str
+    state: DeviceState
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFailed:
+    device_id: str
+    actor_urn: str
+    state: DeviceState
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """The server is going away: stop all playback and show the leaving pattern."""
+
+
+# Device inbox.
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonPressed:
+    input: ButtonInput
+    reply: AckReply
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    playback_id: int
+    outcome: PlaybackOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class AttachLink:
+    link: DeviceLink
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    kind: StreamKind
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    kind: StreamKind
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Stop playback and answer the state to keep for the next connect (an ``ask``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowLeaving:
+    pass

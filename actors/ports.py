@@ -1,0 +1,60 @@
+"""What the actors drive: the device's connection, seen from the actor side.
+
+The gRPC layer implements these for real connections (posting onto the asyncio loop);
+tests implement them with small recording fakes. Every method is called from an actor
+thread and must return at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Protocol
+
+from actors.leds import LedFrame
+from actors.state import PlaybackOutcome
+from media.library import EncodedSound
+
+PlaybackEndCallback = Callable[[PlaybackOutcome], None]
+
+
+class CloseCause(enum.Enum):
+    """Why the server ends a connection's streams; the gRPC layer picks the status from it."""
+
+    SUPERSEDED = "superseded"
+    RETIRED = "retired"
+    FAILED = "failed"
+    SHUTDOWN = "shutdown"
+
+
+class LedOutlet(Protocol):
+    def show(self, leds: LedFrame) -> None:
+        """Make this the device's LED state; only the latest matters."""
+
+
+class AudioOutlet(Protocol):
+    def play(self, sound: EncodedSound, on_end: PlaybackEndCallback) -> None:
+        """Start streaming ``sound``, ending whatever is streaming now."""
+
+    def stop(self) -> None:
+        """End the current stream at once, closing the device's recording if one is open."""
+
+
+class DeviceLink(Protocol):
+    """One connection of one device: the outlets its streams serve."""
+
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def leds(self) -> LedOutlet: ...
+
+    @property
+    def audio(self) -> AudioOutlet: ...
+
+    def close(self, cause: CloseCause, reason: str) -> None:
+        """End every stream of this connection (e.g. a newer connection took over)."""
+
+
+LinkFactory = Callable[[str, str], DeviceLink]
+"""Makes the link for (device_id, peer) when a device opens its first stream."""

@@ -1,0 +1,155 @@
+"""A device's state and how buttons and playback outcomes change it: pure functions, no threads."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+
+class Button(enum.Enum):
+    CONNECT = "connect"
+    MODE = "mode"
+    STOP = "stop"
+    PLAY = "play"
+
+
+class Gesture(enum.Enum):
+    PRESS = "press"
+    HOLD = "hold"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonInput:
+    button: Button
+    gesture: Gesture = Gesture.PRESS
+
+
+class Fault(enum.Enum):
+    """Why led_1 shows the error colour."""
+
+    AUDIO_LOST = "the audio stream closed while the device stayed connected"
+    RECOVERED = "the device actor failed and was restarted from its last state"
+
+
+class StopReason(enum.Enum):
+    STOPPED = "stopped"
+    PREEMPTED = "preempted"
+    DISCONNECTED = "disconnected"
+
+
+class PlaybackOutcome(enum.Enum):
+    """How the transport reports the end of a playback."""
+
+    FINISHED = "finished"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Playback:
+    id: int
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    mode: int = 0
+    playing: Playback | None = None
+    next_playback_id: int = 1
+    fault: Fault | None = None
+
+    def fitted_to(self, modes: int) -> DeviceState:
+        """A state restored under a configuration with fewer modes starts over at mode 0."""
+        return self if self.mode < modes else replace(self, mode=0)
+
+    def at_rest(self) -> DeviceState:
+        """What a device resumes with after a disconnect: same mode, nothing playing, no fault."""
+        return replace(self, playing=None, fault=None)
+
+
+@dataclass(frozen=True, slots=True)
+class StartPlayback:
+    playback: Playback
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlayback:
+    playback: Playback
+    reason: StopReason
+
+
+Effect = StartPlayback | StopPlayback
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: DeviceState
+    effects: tuple[Effect, ...] = ()
+    accepted: bool = True
+
+
+def on_button(state: DeviceState, event: ButtonInput, modes: int) -> Transition:
+    """The button map.
+
+    PRESS: Mode cycles the modes, Play starts the current mode's sound (preempting any
+    playback), Stop ends playback. HOLD: Mode returns to mode 0, Stop acts as a press,
+    Play has no long-press action. RELEASE ends a gesture and changes nothing. Connect is
+    handled on the device and never acted on here. Unaccepted events are acked false.
+    """
+    button, gesture = event.button, event.gesture
+    if button is Button.CONNECT:
+        return Transition(state, accepted=False)
+    if gesture is Gesture.RELEASE:
+        return Transition(state)
+    if button is Button.MODE:
+        mode = (state.mode + 1) % modes if gesture is Gesture.PRESS else 0
+        return Transition(replace(state, mode=mode, fault=_cleared(state.fault)))
+    if button is Button.STOP:
+        return _stop(state, StopReason.STOPPED)
+    if gesture is Gesture.HOLD:
+        return Transition(state, accepted=False)
+    return _play(state)
+
+
+def on_playback_ended(state: DeviceState, playback_id: int, outcome: PlaybackOutcome) -> Transition:
+    """The transport finished (or dropped) a playback; only the current one matters."""
+    if state.playing is None or state.playing.id != playback_id:
+        return Transition(state)
+    return Transition(replace(state, playing=None))
+
+
+def on_audio_lost(state: DeviceState) -> Transition:
+    stopped = _stop(state, StopReason.DISCONNECTED)
+    return Transition(replace(stopped.state, fault=Fault.AUDIO_LOST), stopped.effects)
+
+
+def on_audio_restored(state: DeviceState) -> Transition:
+    fault = None if state.fault is Fault.AUDIO_LOST else state.fault
+    return Transition(replace(state, fault=fault))
+
+
+def on_disconnect(state: DeviceState) -> Transition:
+    """A stream of the device went away: the speaker may be gone, so playback stops."""
+    return _stop(state, StopReason.DISCONNECTED)
+
+
+def _play(state: DeviceState) -> Transition:
+    playback = Playback(id=state.next_playback_id, mode=state.mode)
+    effects: tuple[Effect, ...] = (StartPlayback(playback),)
+    if state.playing is not None:
+        effects = (StopPlayback(state.playing, StopReason.PREEMPTED), *effects)
+    new_state = replace(
+        state, playing=playback, next_playback_id=playback.id + 1, fault=_cleared(state.fault)
+    )
+    return Transition(new_state, effects)
+
+
+def _stop(state: DeviceState, reason: StopReason) -> Transition:
+    if state.playing is None:
+        return Transition(state)
+    return Transition(replace(state, playing=None), (StopPlayback(state.playing, reason),))
+
+
+def _cleared(fault: Fault | None) -> Fault | None:
+    """A successful action clears a past failure; a missing audio stream stays visible."""
+    return fault if fault is Fault.AUDIO_LOST else None

@@ -1,0 +1,239 @@
+"""The fleet's core: which devices are connected, over which connection, and who acts for them.
+
+The supervisor creates a device's actor when the device opens its first stream, routes its
+button events to it, retires it (keeping its state) when its last stream closes, hands a
+device over to its newest connection, and restarts an actor that fails from its last state.
+It asks device actors only downwards (``Retire``); they answer it with ``tell``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from actors.device import DeviceActor
+from actors.messages import (
+    AttachLink,
+    ButtonPressed,
+    CloseStream,
+    DeviceFailed,
+    Drain,
+    OpenStream,
+    PlaybackEnded,
+    PlaybackFinished,
+    Retire,
+    RouteButton,
+    ShowLeaving,
+    StateChanged,
+    StreamClosed,
+    StreamGrant,
+    StreamKind,
+    StreamOpened,
+    StreamRefused,
+)
+from actors.ports import CloseCause, DeviceLink, LinkFactory
+from actors.state import DeviceState, Fault
+from actors.store import StateStore
+from media.library import SoundLibrary
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SupervisorPolicy:
+    max_devices: int = 100_000
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    retire_timeout: float = 2.0
+
+
+@dataclass
+class _Session:
+    number: int
+    link: DeviceLink
+    streams: dict[int, StreamKind] = field(default_factory=dict)
+
+
+@dataclass
+class _Device:
+    actor: pykka.ActorRef[Any]
+    session: _Session
+    state: DeviceState
+    failures: deque[float] = field(default_factory=deque)
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        library: SoundLibrary,
+        store: StateStore,
+        link_factory: LinkFactory,
+        policy: SupervisorPolicy | None = None,
+    ) -> None:
+        super().__init__()
+        self._library = library
+        self._store = store
+        self._link_factory = link_factory
+        self._policy = policy or SupervisorPolicy()
+        self._devices: dict[str, _Device] = {}
+        self._counter = 0
+        self._draining = False
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case OpenStream():
+                self._open_stream(message)
+            case CloseStream():
+                self._close_stream(message)
+            case RouteButton():
+                self._route_button(message)
+            case PlaybackEnded(device_id=device_id, playback_id=playback_id, outcome=outcome):
+                device = self._devices.get(device_id)
+                if device is not None:
+                    _tell(device.actor, PlaybackFinished(playback_id, outcome))
+            case StateChanged(device_id=device_id, actor_urn=urn, state=state):
+                device = self._devices.get(device_id)
+                if device is not None and device.actor.actor_urn == urn:
+                    device.state = state
+            case DeviceFailed():
+                self._restart(message)
+            case Drain():
+                self._draining = True
+                for device in self._devices.values():
+                    _tell(device.actor, ShowLeaving())
+            case _:
+                logger.warning("supervisor: ignoring unknown message %r", message)
+        return None
+
+    def on_stop(self) -> None:
+        for device_id in list(self._devices):
+            self._retire(device_id)
+
+    @property
+    def connected(self) -> int:
+        return len(self._devices)
+
+    def _next(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    def _open_stream(self, message: OpenStream) -> None:
+        device_id, peer = message.device_id, message.peer
+        if self._draining:
+            message.reply(StreamRefused("the server is shutting down"))
+            return
+        device = self._devices.get(device_id)
+        if device is None:
+            if len(self._devices) >= self._policy.max_devices:
+                message.reply(
+                    StreamRefused(
+                        f"the server already serves its limit of {self._policy.max_devices} devices",
+                        overloaded=True,
+                    )
+                )
+                return
+            device = self._start_device(device_id, peer)
+        elif device.session.link.peer != peer:
+            self._take_over(device_id, device, peer)
+        stream = self._next()
+        device.session.streams[stream] = message.kind
+        _tell(device.actor, StreamOpened(message.kind))
+        message.reply(StreamGrant(device.session.link, device.session.number, stream))
+
+    def _start_device(self, device_id: str, peer: str) -> _Device:
+        saved = self._store.load(device_id)
+        state = (saved or DeviceState()).fitted_to(self._library.modes).at_rest()
+        session = _Session(self._next(), self._link_factory(device_id, peer))
+        actor = DeviceActor.start(device_id, state, session.link, self.actor_ref, self._library)
+        device = _Device(actor, session, state)
+        self._devices[device_id] = device
+        logger.info("device %s: connected from %s in mode %d", device_id, peer, state.mode)
+        return device
+
+    def _take_over(self, device_id: str, device: _Device, peer: str) -> None:
+        old = device.session
+        device.session = _Session(self._next(), self._link_factory(device_id, peer))
+        old.link.close(
+            CloseCause.SUPERSEDED,
+            f"device_id {device_id!r} connected again from {peer}; this connection is superseded",
+        )
+        _tell(device.actor, AttachLink(device.session.link))
+        logger.info("device %s: newer connection from %s replaces %s", device_id, peer, old.link.peer)
+
+    def _close_stream(self, message: CloseStream) -> None:
+        device = self._devices.get(message.device_id)
+        if device is None or device.session.number != message.session:
+            return
+        if device.session.streams.pop(message.stream, None) is None:
+            return
+        if not device.session.streams:
+            self._retire(message.device_id)
+        elif message.kind not in device.session.streams.values():
+            _tell(device.actor, StreamClosed(message.kind))
+
+    def _retire(self, device_id: str) -> None:
+        device = self._devices.pop(device_id)
+        state = device.state.at_rest()
+        try:
+            state = device.actor.ask(Retire(), timeout=self._policy.retire_timeout)
+        except (pykka.ActorDeadError, pykka.Timeout) as error:
+            logger.warning("device %s: retiring without a final state (%r)", device_id, error)
+        device.actor.stop(block=False)
+        if self._draining:
+            device.session.link.close(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
+        else:
+            device.session.link.close(CloseCause.RETIRED, "the device's connection is gone")
+        self._store.save(device_id, state)
+        logger.info("device %s: disconnected; mode %d kept", device_id, state.mode)
+
+    def _route_button(self, message: RouteButton) -> None:
+        device = self._devices.get(message.device_id)
+        if device is None or device.session.number != message.session:
+            message.reply(False)
+            return
+        try:
+            device.actor.tell(ButtonPressed(message.input, message.reply))
+        except pykka.ActorDeadError:
+            message.reply(False)
+
+    def _restart(self, message: DeviceFailed) -> None:
+        device = self._devices.get(message.device_id)
+        if device is None or device.actor.actor_urn != message.actor_urn:
+            return
+        now = time.monotonic()
+        device.failures.append(now)
+        while device.failures and now - device.failures[0] > self._policy.restart_window:
+            device.failures.popleft()
+        if len(device.failures) > self._policy.max_restarts:
+            logger.error(
+                "device %s: actor failed %d times in %.0f s; ending its connection",
+                message.device_id,
+                len(device.failures),
+                self._policy.restart_window,
+            )
+            del self._devices[message.device_id]
+            self._store.save(message.device_id, message.state.at_rest())
+            device.session.link.close(CloseCause.FAILED, "the server failed to handle this device repeatedly")
+            return
+        state = DeviceState(
+            mode=message.state.mode,
+            playing=message.state.playing,
+            next_playback_id=message.state.next_playback_id,
+            fault=Fault.RECOVERED,
+        )
+        device.actor = DeviceActor.start(message.device_id, state, device.session.link, self.actor_ref, self._library)
+        device.state = state
+        logger.warning("device %s: actor restarted from its last state after %s", message.device_id, message.error)
+
+
+def _tell(actor: pykka.ActorRef[Any], message: object) -> None:
+    """A device actor may stop between lookup and delivery; that must not stop the fleet."""
+    try:
+        actor.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("dropped %r for a stopped actor", message)

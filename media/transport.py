@@ -1,0 +1,239 @@
+"""Real-time pacing of pre-encoded audio to many devices from one asyncio loop.
+
+The device actors decide what plays; this module moves the packets. One scheduler task
+serves every active playback on a fixed tick (no timer per packet per device), keeping each
+stream ``preroll`` seconds ahead of real time. Each device connection has an
+``AudioChannel``: a small bounded buffer between the scheduler and the gRPC stream that
+reads it. A full buffer means the device is not reading (no audio stream yet, or the
+device is busy playing a recording): the playback waits, then resumes in real time
+instead of bursting. All methods run on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+
+class FrameLike(Protocol):
+    @property
+    def is_start(self) -> bool: ...
+
+    @property
+    def is_end(self) -> bool: ...
+
+
+F = TypeVar("F", bound=FrameLike)
+
+
+class Outcome(enum.Enum):
+    FINISHED = "finished"
+    STOPPED = "stopped"
+
+
+EndCallback = Callable[[Outcome], None]
+
+
+class _Playback(Generic[F]):
+    __slots__ = ("channel", "track", "frame_duration", "index", "anchor", "_on_end")
+
+    def __init__(
+        self,
+        channel: AudioChannel[F],
+        track: Sequence[F],
+        frame_duration: float,
+        anchor: float,
+        on_end: EndCallback,
+    ) -> None:
+        self.channel = channel
+        self.track = track
+        self.frame_duration = frame_duration
+        self.index = 0
+        self.anchor = anchor
+        self._on_end: EndCallback | None = on_end
+
+    def end(self, outcome: Outcome) -> None:
+        callback, self._on_end = self._on_end, None
+        if callback is not None:
+            callback(outcome)
+
+
+class AudioChannel(Generic[F]):
+    """The packets on their way to one device connection, read by at most one consumer."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._buffer: deque[tuple[F, _Playback[F] | None]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._consumer: AudioConsumer[F] | None = None
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def has_room(self) -> bool:
+        return len(self._buffer) < self.capacity
+
+    def push(self, frame: F, completes: _Playback[F] | None = None) -> None:
+        self._buffer.append((frame, completes))
+        self._wake()
+
+    def clear(self) -> None:
+        """Drop what the consumer has not taken; playbacks whose end was dropped are stopped."""
+        while self._buffer:
+            _, completes = self._buffer.popleft()
+            if completes is not None:
+                completes.end(Outcome.STOPPED)
+
+    def close(self) -> None:
+        self.closed = True
+        self.clear()
+        self._wake()
+
+    def attach(self) -> AudioConsumer[F]:
+        """A newer consumer (a new audio stream of the same connection) replaces the old one."""
+        self._consumer = AudioConsumer(self)
+        self._wake()
+        return self._consumer
+
+    def _take(self, consumer: AudioConsumer[F]) -> tuple[F, _Playback[F] | None] | None:
+        if self.closed or consumer is not self._consumer or not self._buffer:
+            return None
+        return self._buffer.popleft()
+
+    def _consumer_open(self) -> bool:
+        return self._consumer is not None and self._consumer.recording_open
+
+    def _is_current(self, consumer: AudioConsumer[F]) -> bool:
+        return not self.closed and consumer is self._consumer
+
+    async def _wait(self) -> None:
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._waiter)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class AudioConsumer(Generic[F]):
+    """One audio stream's view of its channel.
+
+    It enforces the device's rule at the wire: a stream never carries an end without a start,
+    so a frame that belongs to a recording this stream did not open is dropped.
+    """
+
+    def __init__(self, channel: AudioChannel[F]) -> None:
+        self._channel = channel
+        self.recording_open = False
+
+    async def next(self) -> F | None:
+        """The next frame to send, or None once this stream is superseded or the channel closed."""
+        channel = self._channel
+        while channel._is_current(self):
+            item = channel._take(self)
+            if item is None:
+                await channel._wait()
+                continue
+            frame, completes = item
+            if completes is not None:
+                completes.end(Outcome.FINISHED)
+            if frame.is_start:
+                self.recording_open = not frame.is_end
+                return frame
+            if not self.recording_open:
+                continue
+            if frame.is_end:
+                self.recording_open = False
+            return frame
+        return None
+
+
+class AudioTransport(Generic[F]):
+    """Paces every playback from one scheduler task."""
+
+    def __init__(self, *, preroll: float, tick: float, end_frame: F) -> None:
+        if preroll < 0 or tick <= 0:
+            raise ValueError("preroll must be >= 0 and tick > 0")
+        self.preroll = preroll
+        self.tick = tick
+        self._end_frame = end_frame
+        self._active: dict[AudioChannel[F], _Playback[F]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def channel_capacity(self, frame_duration: float) -> int:
+        """Room for the pre-roll plus two ticks of slack, so only a stalled reader fills it."""
+        return int((self.preroll + 2 * self.tick) / frame_duration) + 4
+
+    def play(
+        self, channel: AudioChannel[F], track: Sequence[F], frame_duration: float, on_end: EndCallback
+    ) -> None:
+        """Start ``track`` now on ``channel``, ending (with an end frame) what plays there."""
+        self.stop(channel)
+        if channel.closed:
+            on_end(Outcome.STOPPED)
+            return
+        loop = asyncio.get_running_loop()
+        playback = _Playback(channel, track, frame_duration, loop.time(), on_end)
+        if not self._pump(playback, loop.time()):
+            self._active[channel] = playback
+            if self._runner is None:
+                self._runner = loop.create_task(self._run(), name="audio-transport")
+
+    def stop(self, channel: AudioChannel[F]) -> None:
+        """End the stream now: unsent frames are dropped and the device's recording is closed."""
+        playback = self._active.pop(channel, None)
+        had_frames = len(channel) > 0
+        channel.clear()
+        if playback is not None:
+            playback.end(Outcome.STOPPED)
+        if not channel.closed and (playback is not None or had_frames or channel._consumer_open()):
+            channel.push(self._end_frame)
+
+    async def close(self) -> None:
+        for channel in list(self._active):
+            self.stop(channel)
+        if self._runner is not None:
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                pass
+            self._runner = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._active:
+                now = loop.time()
+                finished = [channel for channel, playback in self._active.items() if self._pump(playback, now)]
+                for channel in finished:
+                    del self._active[channel]
+                await asyncio.sleep(self.tick)
+        finally:
+            self._runner = None
+
+    def _pump(self, playback: _Playback[F], now: float) -> bool:
+        """Push what is due by ``now`` plus the pre-roll; True once the whole track is pushed."""
+        channel, track = playback.channel, playback.track
+        if channel.closed:
+            playback.end(Outcome.STOPPED)
+            return True
+        due = now - playback.anchor + self.preroll
+        while playback.index < len(track) and playback.index * playback.frame_duration <= due:
+            if not channel.has_room():
+                playback.anchor = now - playback.index * playback.frame_duration
+                return False
+            frame = track[playback.index]
+            playback.index += 1
+            last = playback.index == len(track)
+            channel.push(frame, playback if last else None)
+        return playback.index == len(track)

@@ -1,0 +1,60 @@
+"""The supervisor as the event loop sees it: awaitable requests that never block the loop.
+
+Pykka futures block in ``get()``; instead each request carries a reply callable that
+resolves an asyncio future through ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pykka
+
+from actors.messages import CloseStream, OpenStream, RouteButton, StreamGrant, StreamKind, StreamRefused
+from actors.state import ButtonInput
+
+T = TypeVar("T")
+
+
+class FleetGateway:
+    def __init__(
+        self, supervisor: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop, ack_timeout: float = 5.0
+    ) -> None:
+        self._supervisor = supervisor
+        self._loop = loop
+        self._ack_timeout = ack_timeout
+
+    async def open_stream(self, device_id: str, peer: str, kind: StreamKind) -> StreamGrant | StreamRefused:
+        return await self._request(lambda reply: OpenStream(device_id, peer, kind, reply), timeout=30.0)
+
+    def close_stream(self, device_id: str, grant: StreamGrant, kind: StreamKind) -> None:
+        try:
+            self._supervisor.tell(CloseStream(device_id, grant.session, grant.stream, kind))
+        except pykka.ActorDeadError:
+            pass
+
+    async def press(self, device_id: str, session: int, event: ButtonInput) -> bool:
+        """False when the device actor refused the event or could not answer in time."""
+        try:
+            return await self._request(
+                lambda reply: RouteButton(device_id, session, event, reply), timeout=self._ack_timeout
+            )
+        except (TimeoutError, pykka.ActorDeadError):
+            return False
+
+    async def _request(self, make: Callable[[Callable[[T], None]], object], timeout: float) -> T:
+        future: asyncio.Future[T] = self._loop.create_future()
+        loop = self._loop
+
+        def reply(value: T) -> None:
+            loop.call_soon_threadsafe(_resolve, future, value)
+
+        self._supervisor.tell(make(reply))
+        return await asyncio.wait_for(future, timeout)
+
+
+def _resolve(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():
+        future.set_result(value)

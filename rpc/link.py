@@ -1,0 +1,189 @@
+"""A device connection as the actors see it (``actors.ports.DeviceLink``) and as the streams serve it.
+
+Actors call the outlets from their threads; every call is posted onto the event loop, where
+the LED mailbox, the audio channel and the stream slots live. Nothing here blocks an actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from actors.leds import LedFrame
+from actors.messages import StreamKind
+from actors.ports import CloseCause, PlaybackEndCallback
+from actors.state import PlaybackOutcome
+from media.library import EncodedSound
+from media.transport import AudioChannel, AudioTransport, Outcome
+from rpc import comms_pb2 as pb
+from rpc.tracks import TrackBook
+
+
+class LedMailbox:
+    """The LED state a device should show: only the latest counts, so changes coalesce."""
+
+    def __init__(self) -> None:
+        self.desired: LedFrame | None = None
+        self.version = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, leds: LedFrame) -> None:
+        if leds == self.desired:
+            return
+        self.desired = leds
+        self.version += 1
+        self.wake()
+
+    async def changed_since(self, version: int) -> None:
+        while self.version == version:
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """The status a stream ends with when the server ends it."""
+
+    code: grpc.StatusCode
+    details: str
+
+
+_CODES = {
+    CloseCause.SUPERSEDED: grpc.StatusCode.ABORTED,
+    CloseCause.RETIRED: grpc.StatusCode.ABORTED,
+    CloseCause.FAILED: grpc.StatusCode.INTERNAL,
+    CloseCause.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class StreamSlot:
+    """One open stream of a connection; ``ended`` resolves when the server must end it."""
+
+    def __init__(self, kind: StreamKind) -> None:
+        self.kind = kind
+        self.ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
+
+    def end(self, ending: Ending) -> None:
+        if not self.ended.done():
+            self.ended.set_result(ending)
+
+
+class _LedOutlet:
+    def __init__(self, link: GrpcDeviceLink) -> None:
+        self._link = link
+
+    def show(self, leds: LedFrame) -> None:
+        self._link.post(self._link.leds_wanted.put, leds)
+
+
+class _AudioOutlet:
+    def __init__(self, link: GrpcDeviceLink) -> None:
+        self._link = link
+
+    def play(self, sound: EncodedSound, on_end: PlaybackEndCallback) -> None:
+        self._link.post(self._link.start_playback, sound, on_end)
+
+    def stop(self) -> None:
+        self._link.post(self._link.stop_playback)
+
+
+_OUTCOMES = {Outcome.FINISHED: PlaybackOutcome.FINISHED, Outcome.STOPPED: PlaybackOutcome.STOPPED}
+
+
+class GrpcDeviceLink:
+    """Built on the supervisor's thread; everything past ``post`` runs on the loop."""
+
+    def __init__(
+        self,
+        device_id: str,
+        peer: str,
+        loop: asyncio.AbstractEventLoop,
+        transport: AudioTransport[pb.AudioPacket],
+        tracks: TrackBook,
+    ) -> None:
+        self.device_id = device_id
+        self._peer = peer
+        self._loop = loop
+        self._transport = transport
+        self._tracks = tracks
+        self.leds_wanted = LedMailbox()
+        self.channel: AudioChannel[pb.AudioPacket] = AudioChannel(
+            transport.channel_capacity(tracks.frame_duration)
+        )
+        self.ending: Ending | None = None
+        self._slots: dict[StreamKind, StreamSlot] = {}
+        self._led_outlet = _LedOutlet(self)
+        self._audio_outlet = _AudioOutlet(self)
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def leds(self) -> _LedOutlet:
+        return self._led_outlet
+
+    @property
+    def audio(self) -> _AudioOutlet:
+        return self._audio_outlet
+
+    def close(self, cause: CloseCause, reason: str) -> None:
+        self.post(self._close_now, Ending(_CODES[cause], reason))
+
+    def post(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run on the loop; a loop already closed at shutdown has nobody left to serve."""
+        try:
+            self._loop.call_soon_threadsafe(function, *args)
+        except RuntimeError:
+            pass
+
+    # Loop side.
+
+    def attach(self, kind: StreamKind) -> StreamSlot:
+        """A newer stream of the same kind on the same connection replaces the older one."""
+        slot = StreamSlot(kind)
+        if self.ending is not None:
+            slot.end(self.ending)
+            return slot
+        previous = self._slots.get(kind)
+        if previous is not None:
+            previous.end(
+                Ending(
+                    grpc.StatusCode.ABORTED,
+                    f"a newer {kind.value} stream of device_id {self.device_id!r} replaced this one",
+                )
+            )
+        self._slots[kind] = slot
+        return slot
+
+    def start_playback(self, sound: EncodedSound, on_end: PlaybackEndCallback) -> None:
+        def ended(outcome: Outcome) -> None:
+            on_end(_OUTCOMES[outcome])
+
+        self._transport.play(self.channel, self._tracks.track(sound), self._tracks.frame_duration, ended)
+
+    def stop_playback(self) -> None:
+        self._transport.stop(self.channel)
+
+    def detach(self, slot: StreamSlot) -> None:
+        if self._slots.get(slot.kind) is slot:
+            del self._slots[slot.kind]
+
+    def _close_now(self, ending: Ending) -> None:
+        if self.ending is not None:
+            return
+        self.ending = ending
+        self._transport.stop(self.channel)
+        self.channel.close()
+        self.leds_wanted.wake()
+        for slot in self._slots.values():
+            slot.end(ending)

@@ -1,0 +1,37 @@
+"""Waiting for the device or for the server's decision to end the stream, whichever comes first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class StreamEnded(Exception):
+    """The server ended this stream while it waited (see the slot's ``Ending``)."""
+
+
+class EndOfStream(Exception):
+    """The device half-closed its side of the stream."""
+
+
+async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[object]) -> T:
+    """The awaitable's result, or StreamEnded if ``ended`` resolves first."""
+    if ended.done():
+        raise StreamEnded
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait((task, ended), return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise StreamEnded
+
+
+async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[object]) -> T:
+    """The device's next message; EndOfStream when it has no more."""
+    try:
+        return await first_of(requests.__anext__(), ended)
+    except StopAsyncIteration:
+        raise EndOfStream from None

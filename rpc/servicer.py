@@ -1,0 +1,130 @@
+"""The DeviceService servicer: forwards what devices send to the actors and streams back what they emit.
+
+No application logic lives here: each handler names its device, opens its stream with the
+supervisor, relays, and closes the stream with the supervisor however it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import NoReturn
+
+import grpc
+
+from actors.messages import StreamGrant, StreamKind, StreamRefused
+from rpc import comms_pb2 as pb
+from rpc import comms_pb2_grpc
+from rpc.events import UnsupportedEvent, button_input_of
+from rpc.gateway import FleetGateway
+from rpc.link import Ending, GrpcDeviceLink, StreamSlot
+from rpc.metadata import BadDeviceId, device_id_from
+from rpc.racing import EndOfStream, StreamEnded, next_message
+from rpc.stats import ServerStats
+from rpc.status import StatusConversation
+
+logger = logging.getLogger(__name__)
+
+ACK = pb.DeviceEventResponse(ack=True)
+NACK = pb.DeviceEventResponse(ack=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    device_id: str
+    grant: StreamGrant
+    link: GrpcDeviceLink
+    slot: StreamSlot
+
+
+class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
+    def __init__(self, fleet: FleetGateway, stats: ServerStats) -> None:
+        self._fleet = fleet
+        self._stats = stats
+
+    async def StatusStream(
+        self, request_iterator: AsyncIterator[pb.DeviceStatusResponse], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DeviceStatusRequest]:
+        async with self._stream(context, StreamKind.STATUS) as stream:
+            conversation = StatusConversation(
+                stream.device_id, stream.link.leds_wanted, request_iterator, stream.slot, self._stats
+            )
+            try:
+                async for request in conversation.requests():
+                    yield request
+            except EndOfStream:
+                return
+            except StreamEnded:
+                await _end(context, stream.slot)
+
+    async def EventStream(
+        self, request_iterator: AsyncIterator[pb.DeviceEvent], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DeviceEventResponse]:
+        async with self._stream(context, StreamKind.EVENTS) as stream:
+            while True:
+                try:
+                    event = await next_message(request_iterator, stream.slot.ended)
+                except EndOfStream:
+                    return
+                except StreamEnded:
+                    await _end(context, stream.slot)
+                try:
+                    button = button_input_of(event)
+                except UnsupportedEvent as error:
+                    logger.info("device %s: nack: %s", stream.device_id, error)
+                    self._stats.events_nacked += 1
+                    yield NACK
+                    continue
+                accepted = await self._fleet.press(stream.device_id, stream.grant.session, button)
+                if accepted:
+                    self._stats.events_acked += 1
+                else:
+                    self._stats.events_nacked += 1
+                yield ACK if accepted else NACK
+
+    async def ServerAudioStream(
+        self, request: pb.AudioStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.AudioPacket]:
+        if not request.start:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "AudioStreamRequest.start must be true to open the audio stream"
+            )
+        async with self._stream(context, StreamKind.AUDIO) as stream:
+            consumer = stream.link.channel.attach()
+            while True:
+                packet = await consumer.next()
+                if packet is None:
+                    break
+                self._stats.audio_packets_sent += 1
+                yield packet
+            if not stream.slot.ended.done():
+                stream.slot.end(Ending(grpc.StatusCode.ABORTED, "a newer audio stream replaced this one"))
+            await _end(context, stream.slot)
+
+    @asynccontextmanager
+    async def _stream(self, context: grpc.aio.ServicerContext, kind: StreamKind) -> AsyncIterator[_Stream]:
+        try:
+            device_id = device_id_from(context.invocation_metadata())
+        except BadDeviceId as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        result = await self._fleet.open_stream(device_id, context.peer(), kind)
+        if isinstance(result, StreamRefused):
+            self._stats.streams_refused += 1
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if result.overloaded else grpc.StatusCode.UNAVAILABLE
+            await context.abort(code, result.reason)
+        link = result.link
+        assert isinstance(link, GrpcDeviceLink)
+        slot = link.attach(kind)
+        try:
+            yield _Stream(device_id, result, link, slot)
+        finally:
+            link.detach(slot)
+            self._fleet.close_stream(device_id, result, kind)
+
+
+async def _end(context: grpc.aio.ServicerContext, slot: StreamSlot) -> NoReturn:
+    ending = slot.ended.result()
+    await context.abort(ending.code, ending.details)
+    raise AssertionError("abort returned")
