@@ -88,6 +88,17 @@ class DeviceFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetStatus:
+    connected: int
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeFleet:
+    reply: Callable[[FleetStatus], None]
+
+
+@dataclass(frozen=True, slots=True)
 class Drain:
     """The server is going away: stop all playback and show the leaving pattern."""
 

@@ -21,8 +21,10 @@ from actors.messages import (
     AttachLink,
     ButtonPressed,
     CloseStream,
+    DescribeFleet,
     DeviceFailed,
     Drain,
+    FleetStatus,
     OpenStream,
     PlaybackEnded,
     PlaybackFinished,
@@ -83,6 +85,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._devices: dict[str, _Device] = {}
         self._counter = 0
         self._draining = False
+        self._restarts = 0
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -102,6 +105,8 @@ class SupervisorActor(pykka.ThreadingActor):
                     device.state = state
             case DeviceFailed():
                 self._restart(message)
+            case DescribeFleet(reply=reply):
+                reply(FleetStatus(connected=len(self._devices), restarts=self._restarts))
             case Drain():
                 self._draining = True
                 for device in self._devices.values():
@@ -226,6 +231,7 @@ class SupervisorActor(pykka.ThreadingActor):
             next_playback_id=message.state.next_playback_id,
             fault=Fault.RECOVERED,
         )
+        self._restarts += 1
         device.actor = DeviceActor.start(message.device_id, state, device.session.link, self.actor_ref, self._library)
         device.state = state
         logger.warning("device %s: actor restarted from its last state after %s", message.device_id, message.error)

@@ -1,0 +1,233 @@
+"""Actor-level behaviour: fake button messages in; LED states, audio commands and acks out. No network."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, STATUS_SERVER_LEAVING, mode_leds, render
+from actors.messages import CloseStream, Drain, StreamGrant, StreamKind, StreamRefused
+from actors.ports import CloseCause
+from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
+from actors.supervisor import SupervisorPolicy
+from media.library import SoundLibrary
+from tests.actor_fleet import ActorFleet
+from tests.fakes import FakeLink
+
+OTHER_PEER = "ipv4:127.0.0.1:2000"
+
+
+@pytest.fixture
+def fleet(library: SoundLibrary) -> ActorFleet:
+    return ActorFleet(library)
+
+
+def status_led(link: FakeLink) -> int:
+    return link.led_outlet.latest[0]
+
+
+def test_a_new_device_shows_idle_in_mode_0_as_soon_as_it_connects(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    link.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
+    assert link.led_outlet.latest == render(DeviceState())
+
+
+def test_mode_is_acked_and_shows_the_next_mode(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    assert fleet.press("kitchen", Button.MODE)
+    assert link.led_outlet.latest[1:] == mode_leds(1)
+
+
+def test_mode_wraps_around_after_the_last_mode(fleet: ActorFleet, library: SoundLibrary) -> None:
+    link = fleet.connect("kitchen")
+    for _ in range(library.modes):
+        fleet.press("kitchen", Button.MODE)
+    assert link.led_outlet.latest[1:] == mode_leds(0)
+
+
+def test_play_streams_the_current_modes_sound_and_shows_playing(fleet: ActorFleet, library: SoundLibrary) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.MODE)
+    assert fleet.press("kitchen", Button.PLAY)
+    assert link.audio_outlet.commands.items == [("play", library.for_mode(2).name)]
+    assert status_led(link) == STATUS_PLAYING.rgba
+
+
+def test_the_end_of_a_sound_returns_the_leds_to_idle(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    link.audio_outlet.finish_latest()
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)  # type: ignore[index]
+
+
+def test_stop_ends_the_stream_and_returns_to_idle(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    assert fleet.press("kitchen", Button.STOP)
+    assert link.audio_outlet.commands.items[-1] == ("stop",)
+    assert status_led(link) == STATUS_IDLE.rgba
+
+
+def test_stop_while_idle_is_acked_and_sends_nothing(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    assert fleet.press("kitchen", Button.STOP)
+    assert link.audio_outlet.commands.items == []
+
+
+def test_play_while_playing_ends_the_old_sound_and_starts_the_new_mode(
+    fleet: ActorFleet, library: SoundLibrary
+) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.PLAY)
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.PLAY)
+    assert link.audio_outlet.commands.items == [
+        ("play", library.for_mode(1).name),
+        ("stop",),
+        ("play", library.for_mode(2).name),
+    ]
+    assert status_led(link) == STATUS_PLAYING.rgba
+
+
+def test_a_preempted_sounds_end_does_not_return_to_idle(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    fleet.press("kitchen", Button.PLAY)
+    link.audio_outlet.callbacks[0](PlaybackOutcome.STOPPED)
+    fleet.status()
+    fleet.press("kitchen", Button.MODE, Gesture.RELEASE)
+    assert status_led(link) == STATUS_PLAYING.rgba
+
+
+def test_mode_while_playing_changes_the_mode_leds_and_playback_goes_on(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    fleet.press("kitchen", Button.MODE)
+    assert len(link.audio_outlet.commands.items) == 1
+    assert link.led_outlet.latest == (STATUS_PLAYING.rgba, *mode_leds(1))
+
+
+def test_connect_and_hold_play_are_nacked(fleet: ActorFleet) -> None:
+    fleet.connect("kitchen")
+    assert not fleet.press("kitchen", Button.CONNECT)
+    assert not fleet.press("kitchen", Button.PLAY, Gesture.HOLD)
+
+
+def test_release_is_acked_and_holding_mode_returns_to_mode_0(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.MODE)
+    assert fleet.press("kitchen", Button.MODE, Gesture.RELEASE)
+    assert fleet.press("kitchen", Button.MODE, Gesture.HOLD)
+    assert link.led_outlet.latest[1:] == mode_leds(0)
+
+
+def test_devices_keep_separate_state(fleet: ActorFleet) -> None:
+    kitchen = fleet.connect("kitchen")
+    hall = fleet.connect("hall", peer=OTHER_PEER)
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("hall", Button.PLAY)
+    assert kitchen.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(1))
+    assert hall.led_outlet.latest == (STATUS_PLAYING.rgba, *mode_leds(0))
+    assert kitchen.audio_outlet.commands.items == []
+
+
+def test_a_closed_stream_stops_playback_and_the_device_stays_connected(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    fleet.close("kitchen", StreamKind.STATUS)
+    assert fleet.press("kitchen", Button.MODE)
+    assert link.audio_outlet.commands.items[-1] == ("stop",)
+    assert fleet.status().connected == 1
+
+
+def test_losing_only_the_audio_stream_shows_an_error_until_it_returns(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.close("kitchen", StreamKind.AUDIO)
+    fleet.status()
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_ERROR.rgba)  # type: ignore[index]
+    fleet.open("kitchen", StreamKind.AUDIO)
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)  # type: ignore[index]
+
+
+def test_the_actor_retires_when_all_streams_are_gone_and_the_mode_is_kept(fleet: ActorFleet) -> None:
+    fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.PLAY)
+    fleet.disconnect("kitchen")
+    assert fleet.status().connected == 0
+    assert fleet.store.load("kitchen") == DeviceState(mode=2, next_playback_id=2)
+    again = fleet.connect("kitchen")
+    again.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
+    assert again.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(2))
+
+
+def test_events_for_a_retired_connection_are_nacked(fleet: ActorFleet) -> None:
+    fleet.connect("kitchen")
+    grant = fleet.grants[("kitchen", StreamKind.EVENTS)]
+    fleet.disconnect("kitchen")
+    fleet.grants[("kitchen", StreamKind.EVENTS)] = grant
+    assert not fleet.press("kitchen", Button.MODE)
+
+
+def test_a_newer_connection_with_the_same_id_takes_over(fleet: ActorFleet) -> None:
+    old = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.PLAY)
+    old_events = fleet.grants[("kitchen", StreamKind.EVENTS)]
+    new = fleet.connect("kitchen", peer=OTHER_PEER)
+    assert new is not old
+    cause, reason = old.closed.wait_for(lambda items: len(items) == 1)[0]  # type: ignore[misc]
+    assert cause is CloseCause.SUPERSEDED and "kitchen" in reason
+    assert old.audio_outlet.commands.items[-1] == ("stop",)
+    new.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
+    assert new.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(1))
+    # The old connection's streams closing later does not retire the device.
+    fleet.supervisor.tell(CloseStream("kitchen", old_events.session, old_events.stream, StreamKind.EVENTS))
+    assert fleet.status().connected == 1
+    assert fleet.press("kitchen", Button.MODE)
+
+
+def test_a_failing_device_actor_is_restarted_from_its_last_state(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    link.audio_outlet.fail_next_play = True
+    assert not fleet.press("kitchen", Button.PLAY)
+    assert fleet.status().restarts == 1
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1] == (STATUS_ERROR.rgba, *mode_leds(1)))
+    assert fleet.press("kitchen", Button.MODE)
+    assert link.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(2))
+
+
+def test_a_device_actor_that_keeps_failing_has_its_connection_ended(library: SoundLibrary) -> None:
+    fleet = ActorFleet(library, SupervisorPolicy(max_restarts=2))
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    for _ in range(3):
+        link.audio_outlet.fail_next_play = True
+        fleet.press("kitchen", Button.PLAY)
+        fleet.status()
+    cause, _ = link.closed.wait_for(lambda items: len(items) == 1)[0]  # type: ignore[misc]
+    assert cause is CloseCause.FAILED
+    assert fleet.status().connected == 0
+    assert fleet.store.load("kitchen") == DeviceState(mode=1, next_playback_id=1)
+
+
+def test_devices_beyond_the_limit_are_refused_as_overloaded(library: SoundLibrary) -> None:
+    fleet = ActorFleet(library, SupervisorPolicy(max_devices=1))
+    fleet.connect("kitchen")
+    refused = fleet.open("hall", StreamKind.STATUS)
+    assert isinstance(refused, StreamRefused) and refused.overloaded
+    assert isinstance(fleet.open("kitchen", StreamKind.STATUS), StreamGrant)
+
+
+def test_draining_stops_playback_shows_leaving_and_refuses_new_streams(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    fleet.supervisor.tell(Drain())
+    refused = fleet.open("hall", StreamKind.STATUS)
+    assert isinstance(refused, StreamRefused) and not refused.overloaded
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_SERVER_LEAVING.rgba)  # type: ignore[index]
+    assert link.audio_outlet.commands.items[-1] == ("stop",)
