@@ -35,7 +35,9 @@ class ServerConfig:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside 0..65535")
         if not 1 <= self.modes <= MAX_MODES:
-            raise ValueError(f"modes must be 1..{MAX_MODES} (the LEDs can show {MAX_MODES}), not {self.modes}")
+            raise ValueError(
+                f"modes must be 1..{MAX_MODES} (the LEDs can show {MAX_MODES}), not {self.modes}"
+            )
         if self.frame_ms not in FRAME_DURATIONS_MS:
             raise ValueError(f"frame duration must be one of {FRAME_DURATIONS_MS} ms, not {self.frame_ms}")
         if not 0 <= self.preroll_ms <= 2000:
@@ -54,12 +56,22 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("host", "ACP_HOST", str, "address to listen on ([::] is every interface)"),
     ("port", "ACP_PORT", int, "gRPC port (0 picks a free one)"),
     ("modes", "ACP_MODES", int, f"number of modes Mode cycles through (1..{MAX_MODES})"),
-    ("sounds_dir", "ACP_SOUNDS_DIR", Path, "folder of sound files named <mode>.<ext> or <mode>-<label>.<ext>"),
+    (
+        "sounds_dir",
+        "ACP_SOUNDS_DIR",
+        Path,
+        "folder of sound files named <mode>.<ext> or <mode>-<label>.<ext>",
+    ),
     ("frame_ms", "ACP_FRAME_MS", int, f"audio per Opus packet in ms, one of {FRAME_DURATIONS_MS}"),
     ("preroll_ms", "ACP_PREROLL_MS", int, "how far ahead of real time audio is streamed, in ms"),
     ("tick_ms", "ACP_TICK_MS", int, "audio scheduler tick in ms"),
     ("grace", "ACP_GRACE", float, "seconds to drain on SIGTERM/SIGINT before exiting"),
-    ("max_devices", "ACP_MAX_DEVICES", int, "devices served at once; more are refused with RESOURCE_EXHAUSTED"),
+    (
+        "max_devices",
+        "ACP_MAX_DEVICES",
+        int,
+        "devices served at once; more are refused with RESOURCE_EXHAUSTED",
+    ),
     ("log_level", "ACP_LOG_LEVEL", str, f"one of {', '.join(LOG_LEVELS)}"),
 )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from types import TracebackType
 from typing import Any
 
 import pykka
+from media.library import SoundLibrary
 
 from actors import state as transitions
 from actors.leds import LedFrame, render, server_leaving
@@ -25,7 +27,6 @@ from actors.messages import (
 )
 from actors.ports import DeviceLink, PlaybackEndCallback
 from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, Transition
-from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +105,8 @@ class DeviceActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        logger.error(
-            "device %s: actor failed: %r", self.device_id, exception_value, exc_info=exception_value
-        )
-        self._supervisor.tell(
-            DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value))
-        )
+        logger.error("device %s: actor failed: %r", self.device_id, exception_value, exc_info=exception_value)
+        self._supervisor.tell(DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value)))
 
     def _apply(self, transition: Transition) -> None:
         for effect in transition.effects:
@@ -135,9 +132,7 @@ class DeviceActor(pykka.ThreadingActor):
         supervisor, device_id = self._supervisor, self.device_id
 
         def notify(outcome: PlaybackOutcome) -> None:
-            try:
+            with contextlib.suppress(pykka.ActorDeadError):
                 supervisor.tell(PlaybackEnded(device_id, playback_id, outcome))
-            except pykka.ActorDeadError:
-                pass
 
         return notify

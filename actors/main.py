@@ -8,8 +8,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from actors.config import ServerConfig, parse_config
 from media.library import SoundLibrary, build_library
+
+from actors.config import ServerConfig, parse_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

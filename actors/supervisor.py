@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
+from media.library import SoundLibrary
 
 from actors.device import DeviceActor
 from actors.messages import (
@@ -41,7 +42,6 @@ from actors.messages import (
 from actors.ports import CloseCause, DeviceLink, LinkFactory
 from actors.state import DeviceState, Fault
 from actors.store import StateStore
-from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -232,9 +232,13 @@ class SupervisorActor(pykka.ThreadingActor):
             fault=Fault.RECOVERED,
         )
         self._restarts += 1
-        device.actor = DeviceActor.start(message.device_id, state, device.session.link, self.actor_ref, self._library)
+        device.actor = DeviceActor.start(
+            message.device_id, state, device.session.link, self.actor_ref, self._library
+        )
         device.state = state
-        logger.warning("device %s: actor restarted from its last state after %s", message.device_id, message.error)
+        logger.warning(
+            "device %s: actor restarted from its last state after %s", message.device_id, message.error
+        )
 
 
 def _tell(actor: pykka.ActorRef[Any], message: object) -> None:

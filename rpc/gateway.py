@@ -7,6 +7,7 @@ resolves an asyncio future through ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,10 +31,8 @@ class FleetGateway:
         return await self._request(lambda reply: OpenStream(device_id, peer, kind, reply), timeout=30.0)
 
     def close_stream(self, device_id: str, grant: StreamGrant, kind: StreamKind) -> None:
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self._supervisor.tell(CloseStream(device_id, grant.session, grant.stream, kind))
-        except pykka.ActorDeadError:
-            pass
 
     async def press(self, device_id: str, session: int, event: ButtonInput) -> bool:
         """False when the device actor refused the event or could not answer in time."""

@@ -7,17 +7,18 @@ the LED mailbox, the audio channel and the stream slots live. Nothing here block
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from media.library import EncodedSound
 
 from actors.leds import LedFrame
 from actors.messages import StreamKind
 from actors.ports import CloseCause, PlaybackEndCallback
 from actors.state import PlaybackOutcome
-from media.library import EncodedSound
 from media.transport import AudioChannel, AudioTransport, Outcome
 from rpc import comms_pb2 as pb
 from rpc.tracks import TrackBook
@@ -141,10 +142,8 @@ class GrpcDeviceLink:
 
     def post(self, function: Callable[..., Any], *args: Any) -> None:
         """Run on the loop; a loop already closed at shutdown has nobody left to serve."""
-        try:
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(function, *args)
-        except RuntimeError:
-            pass
 
     # Loop side.
 

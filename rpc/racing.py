@@ -22,11 +22,20 @@ async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[object]) -> T:
     if ended.done():
         raise StreamEnded
     task = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait((task, ended), return_when=asyncio.FIRST_COMPLETED)
+    task.add_done_callback(_settled)
+    try:
+        done, _ = await asyncio.wait((task, ended), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
     if task in done:
         return task.result()
-    task.cancel()
     raise StreamEnded
+
+
+def _settled(task: asyncio.Future[object]) -> None:
+    """A read abandoned because the call went away may still finish; its outcome is not needed."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[object]) -> T:

@@ -11,12 +11,12 @@ from typing import Any
 
 import grpc
 import pykka
+from media.library import SoundLibrary, build_library
 
 from actors.config import ServerConfig
 from actors.messages import Drain
 from actors.store import MemoryStateStore, StateStore
 from actors.supervisor import SupervisorActor, SupervisorPolicy
-from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
@@ -65,7 +65,9 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         tracks = TrackBook(self.library)
         transport: AudioTransport[pb.AudioPacket] = AudioTransport(
-            preroll=self.config.preroll_ms / 1000, tick=self.config.tick_ms / 1000, end_frame=tracks.end_packet
+            preroll=self.config.preroll_ms / 1000,
+            tick=self.config.tick_ms / 1000,
+            end_frame=tracks.end_packet,
         )
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
@@ -105,12 +107,12 @@ class ControlPlane:
         try:
             supervisor.tell(Drain())
             await asyncio.sleep(min(DRAIN_FLUSH_SECONDS, grace / 2))
-            await asyncio.to_thread(supervisor.stop, True, max(grace, 1.0))
+            await asyncio.to_thread(lambda: supervisor.stop(block=True, timeout=max(grace, 1.0)))
         except (pykka.ActorDeadError, pykka.Timeout):
             logger.warning("supervisor did not stop in time")
         await server.stop(grace / 2)
         await transport.close()
-        await asyncio.to_thread(pykka.ActorRegistry.stop_all, True, 5.0)
+        await asyncio.to_thread(lambda: pykka.ActorRegistry.stop_all(block=True, timeout=5.0))
         self._stopped.set()
         logger.info("stopped")
 

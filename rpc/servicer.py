@@ -89,7 +89,8 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
     ) -> AsyncIterator[pb.AudioPacket]:
         if not request.start:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "AudioStreamRequest.start must be true to open the audio stream"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "AudioStreamRequest.start must be true to open the audio stream",
             )
         async with self._stream(context, StreamKind.AUDIO) as stream:
             consumer = stream.link.channel.attach()

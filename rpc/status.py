@@ -14,6 +14,7 @@ sends the next change when it comes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -121,10 +122,8 @@ class StatusConversation:
 
     async def _backoff(self, version: int, failures: int) -> None:
         """Wait out the retry delay, but not past a newer state."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._mailbox.changed_since(version), self._policy.delay(failures))
-        except TimeoutError:
-            pass
 
 
 def _describe(answer: pb.DeviceStatusResponse) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rpc import comms_pb2 as pb
 from media.library import EncodedSound, SoundLibrary
+
+from rpc import comms_pb2 as pb
 
 
 class TrackBook:

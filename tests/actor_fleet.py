@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
+from media.library import SoundLibrary
 
-from actors.messages import CloseStream, DescribeFleet, FleetStatus, OpenStream, RouteButton, StreamGrant, StreamKind, StreamRefused
+from actors.messages import (
+    CloseStream,
+    DescribeFleet,
+    FleetStatus,
+    OpenStream,
+    RouteButton,
+    StreamGrant,
+    StreamKind,
+    StreamRefused,
+)
 from actors.state import Button, ButtonInput, Gesture
 from actors.store import MemoryStateStore
 from actors.supervisor import SupervisorActor, SupervisorPolicy
-from media.library import SoundLibrary
 from tests.fakes import FakeLink, Replies
 
 ALL_KINDS = (StreamKind.STATUS, StreamKind.EVENTS, StreamKind.AUDIO)
@@ -20,7 +31,9 @@ class ActorFleet:
     def __init__(self, library: SoundLibrary, policy: SupervisorPolicy | None = None) -> None:
         self.store = MemoryStateStore()
         self.links: list[FakeLink] = []
-        self.supervisor: pykka.ActorRef[Any] = SupervisorActor.start(library, self.store, self._make_link, policy)
+        self.supervisor: pykka.ActorRef[Any] = SupervisorActor.start(
+            library, self.store, self._make_link, policy
+        )
         self.grants: dict[tuple[str, StreamKind], StreamGrant] = {}
 
     def _make_link(self, device_id: str, peer: str) -> FakeLink:
@@ -31,7 +44,9 @@ class ActorFleet:
     def link_of(self, device_id: str) -> FakeLink:
         return [link for link in self.links if link.device_id == device_id][-1]
 
-    def open(self, device_id: str, kind: StreamKind, peer: str = "ipv4:127.0.0.1:1000") -> StreamGrant | StreamRefused:
+    def open(
+        self, device_id: str, kind: StreamKind, peer: str = "ipv4:127.0.0.1:1000"
+    ) -> StreamGrant | StreamRefused:
         replies = Replies()
         self.supervisor.tell(OpenStream(device_id, peer, kind, replies))
         result = replies.last()
@@ -67,4 +82,11 @@ class ActorFleet:
         self.supervisor.tell(DescribeFleet(replies))
         status = replies.last()
         assert isinstance(status, FleetStatus)
+        return status
+
+    def wait_for_status(self, predicate: Callable[[FleetStatus], bool], timeout: float = 5.0) -> FleetStatus:
+        deadline = time.monotonic() + timeout
+        while not predicate(status := self.status()):
+            assert time.monotonic() < deadline, f"timed out; fleet is {status}"
+            time.sleep(0.005)
         return status

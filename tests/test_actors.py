@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from media.library import SoundLibrary
 
 from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, STATUS_SERVER_LEAVING, mode_leds, render
 from actors.messages import CloseStream, Drain, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
 from actors.supervisor import SupervisorPolicy
-from media.library import SoundLibrary
 from tests.actor_fleet import ActorFleet
 from tests.fakes import FakeLink
 
@@ -44,7 +44,9 @@ def test_mode_wraps_around_after_the_last_mode(fleet: ActorFleet, library: Sound
     assert link.led_outlet.latest[1:] == mode_leds(0)
 
 
-def test_play_streams_the_current_modes_sound_and_shows_playing(fleet: ActorFleet, library: SoundLibrary) -> None:
+def test_play_streams_the_current_modes_sound_and_shows_playing(
+    fleet: ActorFleet, library: SoundLibrary
+) -> None:
     link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.MODE)
     fleet.press("kitchen", Button.MODE)
@@ -180,7 +182,8 @@ def test_a_newer_connection_with_the_same_id_takes_over(fleet: ActorFleet) -> No
     new = fleet.connect("kitchen", peer=OTHER_PEER)
     assert new is not old
     cause, reason = old.closed.wait_for(lambda items: len(items) == 1)[0]  # type: ignore[misc]
-    assert cause is CloseCause.SUPERSEDED and "kitchen" in reason
+    assert cause is CloseCause.SUPERSEDED
+    assert "kitchen" in reason
     assert old.audio_outlet.commands.items[-1] == ("stop",)
     new.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
     assert new.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(1))
@@ -195,7 +198,7 @@ def test_a_failing_device_actor_is_restarted_from_its_last_state(fleet: ActorFle
     fleet.press("kitchen", Button.MODE)
     link.audio_outlet.fail_next_play = True
     assert not fleet.press("kitchen", Button.PLAY)
-    assert fleet.status().restarts == 1
+    fleet.wait_for_status(lambda status: status.restarts == 1)
     link.led_outlet.frames.wait_for(lambda frames: frames[-1] == (STATUS_ERROR.rgba, *mode_leds(1)))
     assert fleet.press("kitchen", Button.MODE)
     assert link.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(2))
@@ -205,10 +208,10 @@ def test_a_device_actor_that_keeps_failing_has_its_connection_ended(library: Sou
     fleet = ActorFleet(library, SupervisorPolicy(max_restarts=2))
     link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.MODE)
-    for _ in range(3):
+    for restarts in range(3):
         link.audio_outlet.fail_next_play = True
         fleet.press("kitchen", Button.PLAY)
-        fleet.status()
+        fleet.wait_for_status(lambda status, n=restarts: status.restarts == n + 1 or status.connected == 0)
     cause, _ = link.closed.wait_for(lambda items: len(items) == 1)[0]  # type: ignore[misc]
     assert cause is CloseCause.FAILED
     assert fleet.status().connected == 0
@@ -219,7 +222,8 @@ def test_devices_beyond_the_limit_are_refused_as_overloaded(library: SoundLibrar
     fleet = ActorFleet(library, SupervisorPolicy(max_devices=1))
     fleet.connect("kitchen")
     refused = fleet.open("hall", StreamKind.STATUS)
-    assert isinstance(refused, StreamRefused) and refused.overloaded
+    assert isinstance(refused, StreamRefused)
+    assert refused.overloaded
     assert isinstance(fleet.open("kitchen", StreamKind.STATUS), StreamGrant)
 
 
@@ -228,6 +232,7 @@ def test_draining_stops_playback_shows_leaving_and_refuses_new_streams(fleet: Ac
     fleet.press("kitchen", Button.PLAY)
     fleet.supervisor.tell(Drain())
     refused = fleet.open("hall", StreamKind.STATUS)
-    assert isinstance(refused, StreamRefused) and not refused.overloaded
+    assert isinstance(refused, StreamRefused)
+    assert not refused.overloaded
     link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_SERVER_LEAVING.rgba)  # type: ignore[index]
     assert link.audio_outlet.commands.items[-1] == ("stop",)
