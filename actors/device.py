@@ -8,7 +8,6 @@ from types import TracebackType
 from typing import Any
 
 import pykka
-from media.library import SoundLibrary
 
 from actors import state as transitions
 from actors.leds import LedFrame, render, server_leaving
@@ -27,6 +26,7 @@ from actors.messages import (
 )
 from actors.ports import DeviceLink, PlaybackEndCallback
 from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, Transition
+from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
 

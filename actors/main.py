@@ -8,9 +8,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from media.library import SoundLibrary, build_library
-
 from actors.config import ServerConfig, parse_config
+from media.library import SoundLibrary, build_library
 
 
 def main(argv: Sequence[str] | None = None) -> int:

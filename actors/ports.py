@@ -11,10 +11,9 @@ import enum
 from collections.abc import Callable
 from typing import Protocol
 
-from media.library import EncodedSound
-
 from actors.leds import LedFrame
 from actors.state import PlaybackOutcome
+from media.library import EncodedSound
 
 PlaybackEndCallback = Callable[[PlaybackOutcome], None]
 

@@ -12,10 +12,9 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pykka
-from media.library import SoundLibrary
 
 from actors.device import DeviceActor
 from actors.messages import (
@@ -42,6 +41,7 @@ from actors.messages import (
 from actors.ports import CloseCause, DeviceLink, LinkFactory
 from actors.state import DeviceState, Fault
 from actors.store import StateStore
+from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class SupervisorActor(pykka.ThreadingActor):
         device = self._devices.pop(device_id)
         state = device.state.at_rest()
         try:
-            state = device.actor.ask(Retire(), timeout=self._policy.retire_timeout)
+            state = cast(DeviceState, device.actor.ask(Retire(), timeout=self._policy.retire_timeout))
         except (pykka.ActorDeadError, pykka.Timeout) as error:
             logger.warning("device %s: retiring without a final state (%r)", device_id, error)
         device.actor.stop(block=False)

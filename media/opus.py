@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-import opuslib  # type: ignore[import-untyped]
+import opuslib
 
 SAMPLE_RATE = 48_000
 CHANNELS = 1

@@ -12,6 +12,7 @@ instead of bursting. All methods run on the event loop thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ EndCallback = Callable[[Outcome], None]
 
 
 class _Playback(Generic[F]):
-    __slots__ = ("channel", "track", "frame_duration", "index", "anchor", "_on_end")
+    __slots__ = ("_on_end", "anchor", "channel", "frame_duration", "index", "track")
 
     def __init__(
         self,
@@ -203,10 +204,8 @@ class AudioTransport(Generic[F]):
             self.stop(channel)
         if self._runner is not None:
             self._runner.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-            except asyncio.CancelledError:
-                pass
             self._runner = None
 
     async def _run(self) -> None:
@@ -214,7 +213,9 @@ class AudioTransport(Generic[F]):
         try:
             while self._active:
                 now = loop.time()
-                finished = [channel for channel, playback in self._active.items() if self._pump(playback, now)]
+                finished = [
+                    channel for channel, playback in self._active.items() if self._pump(playback, now)
+                ]
                 for channel in finished:
                     del self._active[channel]
                 await asyncio.sleep(self.tick)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from media.library import EncodedSound
 
 from actors.leds import LedFrame
 from actors.messages import StreamKind
 from actors.ports import CloseCause, PlaybackEndCallback
 from actors.state import PlaybackOutcome
+from media.library import EncodedSound
 from media.transport import AudioChannel, AudioTransport, Outcome
 from rpc import comms_pb2 as pb
 from rpc.tracks import TrackBook

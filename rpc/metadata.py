@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable
 
 MAX_DEVICE_ID_BYTES = 128
 
@@ -12,7 +11,7 @@ class BadDeviceId(ValueError):
     """The message is sent to the device as the INVALID_ARGUMENT details."""
 
 
-def device_id_from(metadata: Sequence[Any] | None) -> str:
+def device_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     values = [value for key, value in (metadata or ()) if key == "device_id"]
     if not values:
         raise BadDeviceId("missing device_id call metadata: every stream must name its device")
@@ -31,4 +30,4 @@ def device_id_from(metadata: Sequence[Any] | None) -> str:
         raise BadDeviceId(f"device_id is {size} bytes long; at most {MAX_DEVICE_ID_BYTES} are allowed")
     if not value.isprintable():
         raise BadDeviceId("device_id contains control characters")
-    return value
+    return str(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -17,7 +17,7 @@ class EndOfStream(Exception):
     """The device half-closed its side of the stream."""
 
 
-async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[object]) -> T:
+async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[Any]) -> T:
     """The awaitable's result, or StreamEnded if ``ended`` resolves first."""
     if ended.done():
         raise StreamEnded
@@ -32,13 +32,13 @@ async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[object]) -> T:
     raise StreamEnded
 
 
-def _settled(task: asyncio.Future[object]) -> None:
+def _settled(task: asyncio.Future[Any]) -> None:
     """A read abandoned because the call went away may still finish; its outcome is not needed."""
     if not task.cancelled():
         task.exception()
 
 
-async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[object]) -> T:
+async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[Any]) -> T:
     """The device's next message; EndOfStream when it has no more."""
     try:
         return await first_of(requests.__anext__(), ended)

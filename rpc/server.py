@@ -11,12 +11,12 @@ from typing import Any
 
 import grpc
 import pykka
-from media.library import SoundLibrary, build_library
 
 from actors.config import ServerConfig
 from actors.messages import Drain
 from actors.store import MemoryStateStore, StateStore
 from actors.supervisor import SupervisorActor, SupervisorPolicy
+from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc

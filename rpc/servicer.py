@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -26,6 +26,11 @@ from rpc.stats import ServerStats
 from rpc.status import StatusConversation
 
 logger = logging.getLogger(__name__)
+
+StatusContext = grpc.aio.ServicerContext[pb.DeviceStatusResponse, pb.DeviceStatusRequest]
+EventContext = grpc.aio.ServicerContext[pb.DeviceEvent, pb.DeviceEventResponse]
+AudioContext = grpc.aio.ServicerContext[pb.AudioStreamRequest, pb.AudioPacket]
+AnyContext = grpc.aio.ServicerContext[Any, Any]
 
 ACK = pb.DeviceEventResponse(ack=True)
 NACK = pb.DeviceEventResponse(ack=False)
@@ -45,7 +50,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
         self._stats = stats
 
     async def StatusStream(
-        self, request_iterator: AsyncIterator[pb.DeviceStatusResponse], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.DeviceStatusResponse], context: StatusContext
     ) -> AsyncIterator[pb.DeviceStatusRequest]:
         async with self._stream(context, StreamKind.STATUS) as stream:
             conversation = StatusConversation(
@@ -60,7 +65,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 await _end(context, stream.slot)
 
     async def EventStream(
-        self, request_iterator: AsyncIterator[pb.DeviceEvent], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.DeviceEvent], context: EventContext
     ) -> AsyncIterator[pb.DeviceEventResponse]:
         async with self._stream(context, StreamKind.EVENTS) as stream:
             while True:
@@ -85,10 +90,11 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 yield ACK if accepted else NACK
 
     async def ServerAudioStream(
-        self, request: pb.AudioStreamRequest, context: grpc.aio.ServicerContext
+        self, request: pb.AudioStreamRequest, context: AudioContext
     ) -> AsyncIterator[pb.AudioPacket]:
         if not request.start:
-            await context.abort(
+            await _abort(
+                context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "AudioStreamRequest.start must be true to open the audio stream",
             )
@@ -105,16 +111,16 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             await _end(context, stream.slot)
 
     @asynccontextmanager
-    async def _stream(self, context: grpc.aio.ServicerContext, kind: StreamKind) -> AsyncIterator[_Stream]:
+    async def _stream(self, context: AnyContext, kind: StreamKind) -> AsyncIterator[_Stream]:
         try:
             device_id = device_id_from(context.invocation_metadata())
         except BadDeviceId as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         result = await self._fleet.open_stream(device_id, context.peer(), kind)
         if isinstance(result, StreamRefused):
             self._stats.streams_refused += 1
             code = grpc.StatusCode.RESOURCE_EXHAUSTED if result.overloaded else grpc.StatusCode.UNAVAILABLE
-            await context.abort(code, result.reason)
+            await _abort(context, code, result.reason)
         link = result.link
         assert isinstance(link, GrpcDeviceLink)
         slot = link.attach(kind)
@@ -125,7 +131,11 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             self._fleet.close_stream(device_id, result, kind)
 
 
-async def _end(context: grpc.aio.ServicerContext, slot: StreamSlot) -> NoReturn:
+async def _end(context: AnyContext, slot: StreamSlot) -> NoReturn:
     ending = slot.ended.result()
-    await context.abort(ending.code, ending.details)
+    await _abort(context, ending.code, ending.details)
+
+
+async def _abort(context: AnyContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    await context.abort(code, details)
     raise AssertionError("abort returned")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from media.library import EncodedSound, SoundLibrary
-
 from rpc import comms_pb2 as pb
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
-from media.library import SoundLibrary
 
 from actors.messages import (
     CloseStream,
@@ -22,6 +21,7 @@ from actors.messages import (
 from actors.state import Button, ButtonInput, Gesture
 from actors.store import MemoryStateStore
 from actors.supervisor import SupervisorActor, SupervisorPolicy
+from media.library import SoundLibrary
 from tests.fakes import FakeLink, Replies
 
 ALL_KINDS = (StreamKind.STATUS, StreamKind.EVENTS, StreamKind.AUDIO)

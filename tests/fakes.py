@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from actors.leds import LedFrame
 from actors.ports import CloseCause, PlaybackEndCallback
@@ -14,24 +14,24 @@ from media.library import EncodedSound
 T = TypeVar("T")
 
 
-class Recorder:
+class Recorder(Generic[T]):
     """Thread-safe list the test thread can wait on."""
 
     def __init__(self) -> None:
-        self._items: list[object] = []
+        self._items: list[T] = []
         self._changed = threading.Condition()
 
-    def add(self, item: object) -> None:
+    def add(self, item: T) -> None:
         with self._changed:
             self._items.append(item)
             self._changed.notify_all()
 
     @property
-    def items(self) -> list[object]:
+    def items(self) -> list[T]:
         with self._changed:
             return list(self._items)
 
-    def wait_for(self, predicate: Callable[[list[object]], bool], timeout: float = 5.0) -> list[object]:
+    def wait_for(self, predicate: Callable[[list[T]], bool], timeout: float = 5.0) -> list[T]:
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(self._items), timeout):
                 raise AssertionError(f"timed out; recorded {self._items!r}")
@@ -40,7 +40,7 @@ class Recorder:
 
 class FakeLedOutlet:
     def __init__(self) -> None:
-        self.frames = Recorder()
+        self.frames: Recorder[LedFrame] = Recorder()
 
     def show(self, leds: LedFrame) -> None:
         self.frames.add(leds)
@@ -49,16 +49,14 @@ class FakeLedOutlet:
     def latest(self) -> LedFrame:
         frames = self.frames.items
         assert frames, "no LED state shown yet"
-        frame = frames[-1]
-        assert isinstance(frame, tuple)
-        return frame  # type: ignore[return-value]
+        return frames[-1]
 
 
 class FakeAudioOutlet:
     """Records commands; the test finishes a playback by calling its end callback."""
 
     def __init__(self) -> None:
-        self.commands = Recorder()
+        self.commands: Recorder[tuple[str, ...]] = Recorder()
         self.callbacks: list[PlaybackEndCallback] = []
         self.fail_next_play = False
 
@@ -82,7 +80,7 @@ class FakeLink:
         self._peer = peer
         self.led_outlet = FakeLedOutlet()
         self.audio_outlet = FakeAudioOutlet()
-        self.closed = Recorder()
+        self.closed: Recorder[tuple[CloseCause, str]] = Recorder()
 
     @property
     def peer(self) -> str:
@@ -104,7 +102,7 @@ class Replies:
     """Collects the values actors reply with."""
 
     def __init__(self) -> None:
-        self.values = Recorder()
+        self.values: Recorder[object] = Recorder()
 
     def __call__(self, value: object) -> None:
         self.values.add(value)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from media.library import SoundLibrary
 
 from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, STATUS_SERVER_LEAVING, mode_leds, render
 from actors.messages import CloseStream, Drain, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
 from actors.supervisor import SupervisorPolicy
+from media.library import SoundLibrary
 from tests.actor_fleet import ActorFleet
 from tests.fakes import FakeLink
 
@@ -59,7 +59,7 @@ def test_the_end_of_a_sound_returns_the_leds_to_idle(fleet: ActorFleet) -> None:
     link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.PLAY)
     link.audio_outlet.finish_latest()
-    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)  # type: ignore[index]
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)
 
 
 def test_stop_ends_the_stream_and_returns_to_idle(fleet: ActorFleet) -> None:
@@ -148,9 +148,9 @@ def test_losing_only_the_audio_stream_shows_an_error_until_it_returns(fleet: Act
     link = fleet.connect("kitchen")
     fleet.close("kitchen", StreamKind.AUDIO)
     fleet.status()
-    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_ERROR.rgba)  # type: ignore[index]
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_ERROR.rgba)
     fleet.open("kitchen", StreamKind.AUDIO)
-    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)  # type: ignore[index]
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)
 
 
 def test_the_actor_retires_when_all_streams_are_gone_and_the_mode_is_kept(fleet: ActorFleet) -> None:
@@ -181,7 +181,7 @@ def test_a_newer_connection_with_the_same_id_takes_over(fleet: ActorFleet) -> No
     old_events = fleet.grants[("kitchen", StreamKind.EVENTS)]
     new = fleet.connect("kitchen", peer=OTHER_PEER)
     assert new is not old
-    cause, reason = old.closed.wait_for(lambda items: len(items) == 1)[0]  # type: ignore[misc]
+    cause, reason = old.closed.wait_for(lambda items: len(items) == 1)[0]
     assert cause is CloseCause.SUPERSEDED
     assert "kitchen" in reason
     assert old.audio_outlet.commands.items[-1] == ("stop",)
@@ -211,8 +211,8 @@ def test_a_device_actor_that_keeps_failing_has_its_connection_ended(library: Sou
     for restarts in range(3):
         link.audio_outlet.fail_next_play = True
         fleet.press("kitchen", Button.PLAY)
-        fleet.wait_for_status(lambda status, n=restarts: status.restarts == n + 1 or status.connected == 0)
-    cause, _ = link.closed.wait_for(lambda items: len(items) == 1)[0]  # type: ignore[misc]
+        fleet.wait_for_status(lambda status: status.restarts > restarts or status.connected == 0)  # noqa: B023
+    cause, _ = link.closed.wait_for(lambda items: len(items) == 1)[0]
     assert cause is CloseCause.FAILED
     assert fleet.status().connected == 0
     assert fleet.store.load("kitchen") == DeviceState(mode=1, next_playback_id=1)
@@ -234,5 +234,5 @@ def test_draining_stops_playback_shows_leaving_and_refuses_new_streams(fleet: Ac
     refused = fleet.open("hall", StreamKind.STATUS)
     assert isinstance(refused, StreamRefused)
     assert not refused.overloaded
-    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_SERVER_LEAVING.rgba)  # type: ignore[index]
+    link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_SERVER_LEAVING.rgba)
     assert link.audio_outlet.commands.items[-1] == ("stop",)

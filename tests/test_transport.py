@@ -83,7 +83,8 @@ def test_stop_drops_unsent_frames_and_closes_the_recording() -> None:
         outcomes: list[Outcome] = []
         transport.play(channel, track("a", 100), FRAME, outcomes.append)
         first = await consumer.next()
-        assert first is not None and first.is_start
+        assert first is not None
+        assert first.is_start
         transport.stop(channel)
         assert outcomes == [Outcome.STOPPED]
         assert await consumer.next() == END
@@ -172,6 +173,7 @@ def test_closing_the_channel_stops_its_playback_and_wakes_the_reader() -> None:
         outcomes: list[Outcome] = []
         transport.play(channel, track("a", 100), FRAME, outcomes.append)
         await consumer.next()
+
         async def read_until_closed() -> int:
             count = 0
             while await consumer.next() is not None:

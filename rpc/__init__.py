@@ -1,0 +1,1 @@
+"""The gRPC face of the control plane: thin servicers, the bridge to the actors, the server lifecycle."""
