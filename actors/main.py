@@ -33,15 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(config: ServerConfig, library: SoundLibrary) -> None:
     from rpc.server import ControlPlane
 
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     plane = ControlPlane(config, library)
     try:
         await plane.start()
     except RuntimeError as error:
         raise OSError(f"cannot listen on {config.address}: {error}") from error
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     await plane.stop()
 

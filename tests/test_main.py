@@ -1,0 +1,146 @@
+"""`python -m actors.main`: flags, start-up errors, and a clean exit on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actors.config import ServerConfig, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RunningServer:
+    """A server process whose stderr is kept for assertions."""
+
+    def __init__(self, *args: str) -> None:
+        self.process, self.port = start_server(*args)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, str]:
+        self.process.send_signal(signum)
+        try:
+            _, err = self.process.communicate(timeout=timeout)
+        finally:
+            self.process.kill()
+            self.process.communicate()
+        return self.process.returncode, err
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", "0", *args],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        match = re.search(r"serving on 127\.0\.0\.1:(\d+)", line)
+        if match:
+            return process, int(match.group(1))
+    process.kill()
+    process.communicate()
+    raise AssertionError(f"server did not start (exit {process.returncode})")
+
+
+def test_help_lists_every_setting_with_its_environment_variable() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "actors.main", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    for flag, env in [
+        ("--host", "ACP_HOST"),
+        ("--port", "ACP_PORT"),
+        ("--modes", "ACP_MODES"),
+        ("--sounds-dir", "ACP_SOUNDS_DIR"),
+        ("--frame-ms", "ACP_FRAME_MS"),
+        ("--preroll-ms", "ACP_PREROLL_MS"),
+        ("--grace", "ACP_GRACE"),
+        ("--log-level", "ACP_LOG_LEVEL"),
+    ]:
+        assert flag in result.stdout
+        assert env in result.stdout
+
+
+def test_environment_variables_set_defaults_and_flags_win() -> None:
+    config = parse_config(["--modes", "7"], {"ACP_MODES": "3", "ACP_PORT": "6000", "ACP_LOG_LEVEL": "debug"})
+    assert config == ServerConfig(modes=7, port=6000, log_level="DEBUG")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--modes", "0"], "modes must be 1..24"),
+        (["--modes", "25"], "modes must be 1..24"),
+        (["--frame-ms", "25"], "frame duration must be one of"),
+        (["--port", "70000"], "outside 0..65535"),
+        (["--log-level", "LOUD"], "log level must be one of"),
+    ],
+)
+def test_a_bad_setting_exits_with_a_message_that_names_it(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(argv, {})
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config([], {"ACP_PORT": "fifty"})
+    assert "ACP_PORT='fifty'" in capsys.readouterr().err
+
+
+def test_a_sound_file_that_does_not_decode_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "2-broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    result = subprocess.run(
+        [sys.executable, "-m", "actors.main", "--port", "0", "--sounds-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "2-broken.wav" in result.stderr
+
+
+def test_a_missing_sounds_directory_stops_start_up(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = subprocess.run(
+        [sys.executable, "-m", "actors.main", "--port", "0", "--sounds-dir", str(missing)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_server_stops_cleanly_on_a_signal(signum: signal.Signals) -> None:
+    server = RunningServer("--grace", "2")
+    code, log = server.stop(signum)
+    assert code == 0
+    assert "stopped" in log
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    first = RunningServer()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", str(first.port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
+    finally:
+        first.stop()
