@@ -116,5 +116,11 @@ class ControlPlane:
         self._stopped.set()
         logger.info("stopped")
 
+    @property
+    def supervisor(self) -> pykka.ActorRef[Any]:
+        if self._supervisor is None:
+            raise RuntimeError("the control plane is not running")
+        return self._supervisor
+
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
