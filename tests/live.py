@@ -40,7 +40,11 @@ async def fleet_status(plane: ControlPlane) -> FleetStatus:
     supervisor = plane.supervisor
     loop = asyncio.get_running_loop()
     future: asyncio.Future[FleetStatus] = loop.create_future()
-    supervisor.tell(DescribeFleet(lambda status: loop.call_soon_threadsafe(future.set_result, status)))
+
+    def reply(status: FleetStatus) -> None:
+        loop.call_soon_threadsafe(future.set_result, status)
+
+    supervisor.tell(DescribeFleet(reply))
     return await asyncio.wait_for(future, 5)
 
 

@@ -8,6 +8,7 @@ import time
 import grpc
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, mode_leds, render
 from actors.state import DeviceState
@@ -270,8 +271,9 @@ def test_the_same_device_id_from_a_new_connection_takes_over(library: SoundLibra
             await press_times(old, Button.MODE, 1)
             new = device(plane, "kitchen")
             await new.connect()
-            for kind in ("status", "events", "audio"):
-                code, details = await old.wait_for_stream_end(kind, 5)  # type: ignore[arg-type]
+            kinds: tuple[StreamKind, ...] = ("status", "events", "audio")
+            for kind in kinds:
+                code, details = await old.wait_for_stream_end(kind, 5)
                 assert code == grpc.StatusCode.ABORTED
                 assert "kitchen" in details
             await new.wait_for_leds(shows(idle_in(1)), 2)
@@ -359,13 +361,10 @@ def test_an_audio_stream_request_without_start_is_refused(library: SoundLibrary)
 
             stub = comms_pb2_grpc.DeviceServiceStub(channel)
             call = stub.ServerAudioStream(pb.AudioStreamRequest(start=False), metadata=(("device_id", "k"),))
-            try:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call.read()
-            except grpc.aio.AioRpcError as error:
-                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert "start" in (error.details() or "")
-            else:
-                raise AssertionError("the stream was not refused")
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "start" in (refused.value.details() or "")
 
     run(scenario)
 
