@@ -67,7 +67,7 @@ class DeviceActor(pykka.ThreadingActor):
                     accepted = transition.accepted
                 finally:
                     reply(accepted)
-                logger.info(
+                logger.debug(
                     "device %s: %s %s -> %s",
                     self.device_id,
                     event.button.value,
