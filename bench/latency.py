@@ -22,11 +22,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.leds import mode_leds
-from simulator import Button, SimulatedDevice
+from simulator import Button, Leds, SimulatedDevice
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,12 @@ def start_server(extra: list[str], log: Path) -> tuple[subprocess.Popen[bytes], 
     raise RuntimeError(f"server did not start; see {log}")
 
 
+def showing(mode: int) -> Callable[[Leds], bool]:
+    """The device's mode LEDs show ``mode`` (colours only, as the device displays them)."""
+    want = [rgba >> 8 for rgba in mode_leds(mode)]
+    return lambda leds: [rgba >> 8 for rgba in leds[2:]] == want
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -89,11 +96,11 @@ async def one_device(
     for _ in range(rounds):
         await asyncio.sleep(jitter.uniform(0, 2 * pause))
         mode = (mode + 1) % modes
-        want = [rgba >> 8 for rgba in mode_leds(mode)]
+        shows_mode = showing(mode)
         pressed = time.monotonic()
         assert await device.press(Button.MODE)
-        await device.wait_for_leds(lambda leds, want=want: [rgba >> 8 for rgba in leds[2:]] == want, 10)
-        applied = next(t for t, leds in reversed(device.led_history) if [v >> 8 for v in leds[2:]] == want)
+        await device.wait_for_leds(shows_mode, 10)
+        applied = next(t for t, leds in reversed(device.led_history) if shows_mode(leds))
         samples.press_to_led.append(applied - pressed)
 
         recordings = len(device.recordings)
