@@ -24,11 +24,18 @@ from actors.messages import (
     StreamKind,
     StreamOpened,
 )
+from actors.observer import FleetObserver, PlaybackEnd
 from actors.ports import DeviceLink, PlaybackEndCallback
-from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, Transition
+from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, StopReason, Transition
 from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
+
+_PLAYBACK_ENDS = {
+    StopReason.STOPPED: PlaybackEnd.STOPPED,
+    StopReason.PREEMPTED: PlaybackEnd.PREEMPTED,
+    StopReason.DISCONNECTED: PlaybackEnd.DISCONNECTED,
+}
 
 
 class DeviceActor(pykka.ThreadingActor):
@@ -45,6 +52,7 @@ class DeviceActor(pykka.ThreadingActor):
         link: DeviceLink,
         supervisor: pykka.ActorRef[Any],
         library: SoundLibrary,
+        observer: FleetObserver | None = None,
     ) -> None:
         super().__init__()
         self.device_id = device_id
@@ -53,17 +61,18 @@ class DeviceActor(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._library = library
         self._shown: LedFrame | None = None
+        self._observer = observer or FleetObserver()
 
     def on_start(self) -> None:
         self._show(render(self.state))
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case ButtonPressed(input=event, reply=reply):
+            case ButtonPressed(input=event, reply=reply, received_at=received_at):
                 accepted = False
                 try:
                     transition = transitions.on_button(self.state, event, self._library.modes)
-                    self._apply(transition)
+                    self._apply(transition, caused_at=received_at)
                     accepted = transition.accepted
                 finally:
                     reply(accepted)
@@ -75,6 +84,9 @@ class DeviceActor(pykka.ThreadingActor):
                     "accepted" if accepted else "refused",
                 )
             case PlaybackFinished(playback_id=playback_id, outcome=outcome):
+                current = self.state.playing is not None and self.state.playing.id == playback_id
+                if current and outcome is PlaybackOutcome.FINISHED:
+                    self._observer.playback_ended(PlaybackEnd.COMPLETED)
                 self._apply(transitions.on_playback_ended(self.state, playback_id, outcome))
             case StreamOpened(kind=StreamKind.AUDIO):
                 self._apply(transitions.on_audio_restored(self.state))
@@ -108,23 +120,25 @@ class DeviceActor(pykka.ThreadingActor):
         logger.error("device %s: actor failed: %r", self.device_id, exception_value, exc_info=exception_value)
         self._supervisor.tell(DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value)))
 
-    def _apply(self, transition: Transition) -> None:
+    def _apply(self, transition: Transition, caused_at: float | None = None) -> None:
         for effect in transition.effects:
             match effect:
-                case StopPlayback():
+                case StopPlayback(reason=reason):
                     self._link.audio.stop()
+                    self._observer.playback_ended(_PLAYBACK_ENDS[reason])
                 case StartPlayback(playback=playback):
                     sound = self._library.for_mode(playback.mode)
                     self._link.audio.play(sound, self._end_notifier(playback.id))
+                    self._observer.playback_started()
         if transition.state != self.state:
             self.state = transition.state
             self._supervisor.tell(StateChanged(self.device_id, self.actor_urn, self.state))
-        self._show(render(self.state))
+        self._show(render(self.state), caused_at)
 
-    def _show(self, leds: LedFrame) -> None:
+    def _show(self, leds: LedFrame, caused_at: float | None = None) -> None:
         if leds != self._shown:
             self._shown = leds
-            self._link.leds.show(leds)
+            self._link.leds.show(leds, caused_at)
 
     def _end_notifier(self, playback_id: int) -> PlaybackEndCallback:
         """The transport calls this from the event loop; it goes through the supervisor so

@@ -63,6 +63,8 @@ class RouteButton:
     session: int
     input: ButtonInput
     reply: AckReply
+    received_at: float | None = None
+    """time.monotonic() when the event reached the server, to measure button→LED latency."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ class Drain:
 class ButtonPressed:
     input: ButtonInput
     reply: AckReply
+    received_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,12 @@ class CloseCause(enum.Enum):
 
 
 class LedOutlet(Protocol):
-    def show(self, leds: LedFrame) -> None:
-        """Make this the device's LED state; only the latest matters."""
+    def show(self, leds: LedFrame, caused_at: float | None = None) -> None:
+        """Make this the device's LED state; only the latest matters.
+
+        ``caused_at`` is when the button event behind the change reached the server
+        (time.monotonic()), so the gRPC side can measure button→LED latency.
+        """
 
 
 class AudioOutlet(Protocol):

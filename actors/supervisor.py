@@ -38,6 +38,7 @@ from actors.messages import (
     StreamOpened,
     StreamRefused,
 )
+from actors.observer import FleetObserver
 from actors.ports import CloseCause, DeviceLink, LinkFactory
 from actors.state import DeviceState, Fault
 from actors.store import StateStore
@@ -76,12 +77,14 @@ class SupervisorActor(pykka.ThreadingActor):
         store: StateStore,
         link_factory: LinkFactory,
         policy: SupervisorPolicy | None = None,
+        observer: FleetObserver | None = None,
     ) -> None:
         super().__init__()
         self._library = library
         self._store = store
         self._link_factory = link_factory
         self._policy = policy or SupervisorPolicy()
+        self._observer = observer or FleetObserver()
         self._devices: dict[str, _Device] = {}
         self._counter = 0
         self._draining = False
@@ -154,9 +157,12 @@ class SupervisorActor(pykka.ThreadingActor):
         saved = self._store.load(device_id)
         state = (saved or DeviceState()).fitted_to(self._library.modes).at_rest()
         session = _Session(self._next(), self._link_factory(device_id, peer))
-        actor = DeviceActor.start(device_id, state, session.link, self.actor_ref, self._library)
+        actor = DeviceActor.start(
+            device_id, state, session.link, self.actor_ref, self._library, self._observer
+        )
         device = _Device(actor, session, state)
         self._devices[device_id] = device
+        self._observer.device_connected()
         logger.info("device %s: connected from %s in mode %d", device_id, peer, state.mode)
         return device
 
@@ -183,6 +189,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _retire(self, device_id: str) -> None:
         device = self._devices.pop(device_id)
+        self._observer.device_disconnected()
         state = device.state.at_rest()
         try:
             state = cast(DeviceState, device.actor.ask(Retire(), timeout=self._policy.retire_timeout))
@@ -202,7 +209,7 @@ class SupervisorActor(pykka.ThreadingActor):
             message.reply(False)
             return
         try:
-            device.actor.tell(ButtonPressed(message.input, message.reply))
+            device.actor.tell(ButtonPressed(message.input, message.reply, message.received_at))
         except pykka.ActorDeadError:
             message.reply(False)
 
@@ -222,6 +229,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._policy.restart_window,
             )
             del self._devices[message.device_id]
+            self._observer.device_disconnected()
             self._store.save(message.device_id, message.state.at_rest())
             device.session.link.close(CloseCause.FAILED, "the server failed to handle this device repeatedly")
             return
@@ -232,8 +240,9 @@ class SupervisorActor(pykka.ThreadingActor):
             fault=Fault.RECOVERED,
         )
         self._restarts += 1
+        self._observer.actor_restarted()
         device.actor = DeviceActor.start(
-            message.device_id, state, device.session.link, self.actor_ref, self._library
+            message.device_id, state, device.session.link, self.actor_ref, self._library, self._observer
         )
         device.state = state
         logger.warning(

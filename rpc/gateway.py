@@ -34,11 +34,12 @@ class FleetGateway:
         with contextlib.suppress(pykka.ActorDeadError):
             self._supervisor.tell(CloseStream(device_id, grant.session, grant.stream, kind))
 
-    async def press(self, device_id: str, session: int, event: ButtonInput) -> bool:
+    async def press(self, device_id: str, session: int, event: ButtonInput, received_at: float) -> bool:
         """False when the device actor refused the event or could not answer in time."""
         try:
             return await self._request(
-                lambda reply: RouteButton(device_id, session, event, reply), timeout=self._ack_timeout
+                lambda reply: RouteButton(device_id, session, event, reply, received_at),
+                timeout=self._ack_timeout,
             )
         except (TimeoutError, pykka.ActorDeadError):
             return False

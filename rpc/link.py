@@ -21,23 +21,43 @@ from actors.state import PlaybackOutcome
 from media.library import EncodedSound
 from media.transport import AudioChannel, AudioTransport, Outcome
 from rpc import comms_pb2 as pb
+from rpc.metrics import Metrics
 from rpc.tracks import TrackBook
 
 
 class LedMailbox:
     """The LED state a device should show: only the latest counts, so changes coalesce."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self.desired: LedFrame | None = None
         self.version = 0
+        self.taken = 0
+        self.confirmed = 0
+        """The version the device last confirmed showing (see StatusConversation)."""
+        self._cause: float | None = None
+        self._metrics = metrics
         self._waiter: asyncio.Future[None] | None = None
 
-    def put(self, leds: LedFrame) -> None:
+    def put(self, leds: LedFrame, caused_at: float | None = None) -> None:
         if leds == self.desired:
             return
+        if self.version > self.taken and self._metrics is not None:
+            self._metrics.led_changes_coalesced += 1
         self.desired = leds
         self.version += 1
+        if self._cause is None:
+            self._cause = caused_at
         self.wake()
+
+    def take(self) -> tuple[LedFrame | None, int, float | None]:
+        """The state to send now, its version, and when the oldest button behind it was pressed."""
+        cause, self._cause = self._cause, None
+        self.taken = self.version
+        return self.desired, self.version, cause
+
+    @property
+    def settled(self) -> bool:
+        return self.confirmed == self.version
 
     async def changed_since(self, version: int) -> None:
         while self.version == version:
@@ -82,8 +102,8 @@ class _LedOutlet:
     def __init__(self, link: GrpcDeviceLink) -> None:
         self._link = link
 
-    def show(self, leds: LedFrame) -> None:
-        self._link.post(self._link.leds_wanted.put, leds)
+    def show(self, leds: LedFrame, caused_at: float | None = None) -> None:
+        self._link.post(self._link.leds_wanted.put, leds, caused_at)
 
 
 class _AudioOutlet:
@@ -110,13 +130,14 @@ class GrpcDeviceLink:
         loop: asyncio.AbstractEventLoop,
         transport: AudioTransport[pb.AudioPacket],
         tracks: TrackBook,
+        metrics: Metrics | None = None,
     ) -> None:
         self.device_id = device_id
         self._peer = peer
         self._loop = loop
         self._transport = transport
         self._tracks = tracks
-        self.leds_wanted = LedMailbox()
+        self.leds_wanted = LedMailbox(metrics)
         self.channel: AudioChannel[pb.AudioPacket] = AudioChannel(
             transport.channel_capacity(tracks.frame_duration)
         )

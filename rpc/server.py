@@ -22,8 +22,8 @@ from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
+from rpc.metrics import Metrics
 from rpc.servicer import DeviceService
-from rpc.stats import ServerStats
 from rpc.tracks import TrackBook
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class ControlPlane:
         self.config = config
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
         self.store: StateStore = store or MemoryStateStore()
-        self.stats = ServerStats()
+        self.metrics = Metrics()
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._supervisor: pykka.ActorRef[Any] | None = None
@@ -71,13 +71,13 @@ class ControlPlane:
         )
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
-            return GrpcDeviceLink(device_id, peer, loop, transport, tracks)
+            return GrpcDeviceLink(device_id, peer, loop, transport, tracks, self.metrics)
 
         policy = SupervisorPolicy(max_devices=self.config.max_devices)
-        supervisor = SupervisorActor.start(self.library, self.store, link_factory, policy)
+        supervisor = SupervisorActor.start(self.library, self.store, link_factory, policy, self.metrics)
         server = grpc.aio.server(options=grpc_options())
         comms_pb2_grpc.add_DeviceServiceServicer_to_server(
-            DeviceService(FleetGateway(supervisor, loop), self.stats), server
+            DeviceService(FleetGateway(supervisor, loop), self.metrics), server
         )
         try:
             port = server.add_insecure_port(self.config.address)

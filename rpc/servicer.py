@@ -7,6 +7,7 @@ supervisor, relays, and closes the stream with the supervisor however it ends.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from rpc.events import UnsupportedEvent, button_input_of
 from rpc.gateway import FleetGateway
 from rpc.link import Ending, GrpcDeviceLink, StreamSlot
 from rpc.metadata import BadDeviceId, device_id_from
+from rpc.metrics import Metrics
 from rpc.racing import EndOfStream, StreamEnded, next_message
-from rpc.stats import ServerStats
 from rpc.status import StatusConversation
 
 logger = logging.getLogger(__name__)
@@ -45,16 +46,16 @@ class _Stream:
 
 
 class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
-    def __init__(self, fleet: FleetGateway, stats: ServerStats) -> None:
+    def __init__(self, fleet: FleetGateway, metrics: Metrics) -> None:
         self._fleet = fleet
-        self._stats = stats
+        self._metrics = metrics
 
     async def StatusStream(
         self, request_iterator: AsyncIterator[pb.DeviceStatusResponse], context: StatusContext
     ) -> AsyncIterator[pb.DeviceStatusRequest]:
         async with self._stream(context, StreamKind.STATUS) as stream:
             conversation = StatusConversation(
-                stream.device_id, stream.link.leds_wanted, request_iterator, stream.slot, self._stats
+                stream.device_id, stream.link.leds_wanted, request_iterator, stream.slot, self._metrics
             )
             try:
                 async for request in conversation.requests():
@@ -75,18 +76,23 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                     return
                 except StreamEnded:
                     await _end(context, stream.slot)
+                received_at = time.monotonic()
                 try:
                     button = button_input_of(event)
                 except UnsupportedEvent as error:
-                    logger.info("device %s: nack: %s", stream.device_id, error)
-                    self._stats.events_nacked += 1
+                    logger.info(
+                        "device %s: nack: %s", stream.device_id, error, extra={"device_id": stream.device_id}
+                    )
+                    self._metrics.events.labels("unknown", "unknown").inc()
+                    self._metrics.nacks.labels("unsupported").inc()
                     yield NACK
                     continue
-                accepted = await self._fleet.press(stream.device_id, stream.grant.session, button)
-                if accepted:
-                    self._stats.events_acked += 1
-                else:
-                    self._stats.events_nacked += 1
+                self._metrics.events.labels(button.button.value, button.gesture.value).inc()
+                accepted = await self._fleet.press(
+                    stream.device_id, stream.grant.session, button, received_at
+                )
+                if not accepted:
+                    self._metrics.nacks.labels("refused").inc()
                 yield ACK if accepted else NACK
 
     async def ServerAudioStream(
@@ -104,7 +110,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 packet = await consumer.next()
                 if packet is None:
                     break
-                self._stats.audio_packets_sent += 1
+                self._metrics.audio_packets_sent += 1
                 yield packet
             if not stream.slot.ended.done():
                 stream.slot.end(Ending(grpc.StatusCode.ABORTED, "a newer audio stream replaced this one"))
@@ -118,15 +124,18 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         result = await self._fleet.open_stream(device_id, context.peer(), kind)
         if isinstance(result, StreamRefused):
-            self._stats.streams_refused += 1
+            self._metrics.streams_refused += 1
             code = grpc.StatusCode.RESOURCE_EXHAUSTED if result.overloaded else grpc.StatusCode.UNAVAILABLE
             await _abort(context, code, result.reason)
         link = result.link
         assert isinstance(link, GrpcDeviceLink)
         slot = link.attach(kind)
+        streams = self._metrics.open_streams.labels(kind.value)
+        streams.inc()
         try:
             yield _Stream(device_id, result, link, slot)
         finally:
+            streams.dec()
             link.detach(slot)
             self._fleet.close_stream(device_id, result, kind)
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from actors.leds import LedFrame
 from rpc import comms_pb2 as pb
 from rpc.link import LedMailbox, StreamSlot
+from rpc.metrics import Metrics
 from rpc.racing import first_of, next_message
-from rpc.stats import ServerStats
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +66,14 @@ class StatusConversation:
         mailbox: LedMailbox,
         answers: AsyncIterator[pb.DeviceStatusResponse],
         slot: StreamSlot,
-        stats: ServerStats,
+        metrics: Metrics,
         policy: RetryPolicy | None = None,
     ) -> None:
         self._device_id = device_id
         self._mailbox = mailbox
         self._answers = answers
         self._slot = slot
-        self._stats = stats
+        self._metrics = metrics
         self._policy = policy or RetryPolicy()
 
     async def requests(self) -> AsyncIterator[pb.DeviceStatusRequest]:
@@ -80,22 +81,28 @@ class StatusConversation:
         yield GET_REQUEST
         shown = self._read_state(await self._answer())
         failures = 0
-        version = -1
+        cause: float | None = None
+        mailbox = self._mailbox
         while True:
-            wanted = self._mailbox.desired
+            wanted, version, newer_cause = mailbox.take()
+            cause = cause if cause is not None else newer_cause
             if wanted is None or (shown is not None and same_colours(shown, wanted)):
-                version = self._mailbox.version
-                await first_of(self._mailbox.changed_since(version), self._slot.ended)
+                mailbox.confirmed = version
+                cause = None
+                await first_of(mailbox.changed_since(version), self._slot.ended)
                 continue
-            version = self._mailbox.version
-            self._stats.led_sets_sent += 1
+            self._metrics.led_sets_sent += 1
             yield set_request(wanted)
             answer = await self._answer()
             if answer.WhichOneof("response") == "status" and answer.status == SUCCESS:
                 shown, failures = wanted, 0
+                mailbox.confirmed = version
+                if cause is not None:
+                    self._metrics.button_to_led.observe(time.monotonic() - cause)
+                    cause = None
                 continue
             failures += 1
-            self._stats.led_sets_failed += 1
+            self._metrics.led_sets_failed += 1
             logger.warning(
                 "device %s: LED set failed (%d in a row): %s",
                 self._device_id,
@@ -116,7 +123,7 @@ class StatusConversation:
     def _read_state(self, answer: pb.DeviceStatusResponse) -> LedFrame | None:
         if answer.WhichOneof("response") == "state":
             return shown_leds(answer.state)
-        self._stats.led_gets_failed += 1
+        self._metrics.led_gets_failed += 1
         logger.warning("device %s: GET answered without a state: %s", self._device_id, _describe(answer))
         return None
 

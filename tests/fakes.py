@@ -42,7 +42,7 @@ class FakeLedOutlet:
     def __init__(self) -> None:
         self.frames: Recorder[LedFrame] = Recorder()
 
-    def show(self, leds: LedFrame) -> None:
+    def show(self, leds: LedFrame, caused_at: float | None = None) -> None:
         self.frames.add(leds)
 
     @property

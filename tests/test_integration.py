@@ -349,7 +349,7 @@ def test_led_set_errors_are_retried_until_the_device_shows_the_state(library: So
             dev.fail_next_sets = 2
             assert await dev.press(Button.MODE)
             await dev.wait_for_leds(shows(idle_in(1)), 5)
-            assert plane.stats.led_sets_failed == 2
+            assert plane.metrics.led_sets_failed == 2
 
     run(scenario)
 

@@ -12,8 +12,8 @@ from actors.leds import LedFrame
 from actors.messages import StreamKind
 from rpc import comms_pb2 as pb
 from rpc.link import Ending, LedMailbox, StreamSlot
+from rpc.metrics import Metrics
 from rpc.racing import EndOfStream, StreamEnded
-from rpc.stats import ServerStats
 from rpc.status import RetryPolicy, StatusConversation, set_request
 
 A: LedFrame = (0x00C000FF, 0xFF6000FF, 0, 0, 0)
@@ -43,8 +43,10 @@ class Device:
         self.mailbox = LedMailbox()
         self.slot = StreamSlot(StreamKind.STATUS)
         self.answers: asyncio.Queue[pb.DeviceStatusResponse | None] = asyncio.Queue()
-        self.stats = ServerStats()
-        conversation = StatusConversation("dev", self.mailbox, self._answers(), self.slot, self.stats, policy)
+        self.metrics = Metrics()
+        conversation = StatusConversation(
+            "dev", self.mailbox, self._answers(), self.slot, self.metrics, policy
+        )
         self.requests = conversation.requests()
         self._pending: asyncio.Future[pb.DeviceStatusRequest] | None = None
 
@@ -120,7 +122,7 @@ def test_changes_made_while_a_set_is_in_flight_coalesce_into_the_latest() -> Non
         assert await device.next_request() == set_request(C), "B was superseded; C arrives last"
         device.answers.put_nowait(SUCCESS)
         await device.no_request_within(0.1)
-        assert device.stats.led_sets_sent == 2
+        assert device.metrics.led_sets_sent == 2
 
     run(scenario)
 
@@ -137,7 +139,7 @@ def test_a_failed_set_is_retried_after_a_backoff() -> None:
         failed_at = loop.time()
         assert await device.next_request() == set_request(A)
         assert loop.time() - failed_at >= 0.045
-        assert device.stats.led_sets_failed == 1
+        assert device.metrics.led_sets_failed == 1
 
     run(scenario)
 
@@ -182,8 +184,8 @@ def test_an_answer_of_the_wrong_kind_counts_as_a_failure() -> None:
         assert await device.next_request() == set_request(A)
         device.answers.put_nowait(shown(A))
         assert await device.next_request() == set_request(A)
-        assert device.stats.led_gets_failed == 1
-        assert device.stats.led_sets_failed == 1
+        assert device.metrics.led_gets_failed == 1
+        assert device.metrics.led_sets_failed == 1
 
     run(scenario)
 

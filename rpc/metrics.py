@@ -1,0 +1,111 @@
+"""The server's Prometheus metrics, in a registry of its own (one per server, so tests can run several).
+
+Counters bumped for every audio packet or LED request are plain integers updated on the event
+loop and read at scrape time, so the hot path pays an increment, not a lock. Everything the
+actors report arrives through the ``FleetObserver`` methods from their threads; prometheus
+objects are thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from actors.observer import FleetObserver, PlaybackEnd
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class Metrics(FleetObserver):
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.audio_packets_sent = 0
+        self.led_sets_sent = 0
+        self.led_sets_failed = 0
+        self.led_gets_failed = 0
+        self.led_changes_coalesced = 0
+        self.events_acked = 0
+        self.streams_refused = 0
+
+        registry = self.registry
+        self.connected_devices = Gauge(
+            "acp_connected_devices", "Devices with at least one open stream", registry=registry
+        )
+        self.open_streams = Gauge("acp_open_streams", "Open device streams", ["kind"], registry=registry)
+        self.events = Counter(
+            "acp_device_events", "Device events received", ["button", "type"], registry=registry
+        )
+        self.nacks = Counter(
+            "acp_device_events_nacked",
+            "Events acked false: unsupported (unknown button, type or kind) or refused by the device actor",
+            ["reason"],
+            registry=registry,
+        )
+        self.playbacks = Counter(
+            "acp_playbacks", "Playbacks by what happened to them", ["outcome"], registry=registry
+        )
+        self.actor_restarts = Counter(
+            "acp_actor_restarts", "Device actors restarted after a failure", registry=registry
+        )
+        self.button_to_led = Histogram(
+            "acp_button_to_led_seconds",
+            "From a button event reaching the server to the device confirming the LED state it caused",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.pacing_lateness = Histogram(
+            "acp_pacing_lateness_seconds",
+            "How late the audio scheduler pushed the most overdue packet, once per tick",
+            buckets=LATENESS_BUCKETS,
+            registry=registry,
+        )
+        ProcessCollector(registry=registry)
+        registry.register(_HotCounters(self))
+
+    # FleetObserver, called from actor threads.
+
+    def device_connected(self) -> None:
+        self.connected_devices.inc()
+
+    def device_disconnected(self) -> None:
+        self.connected_devices.dec()
+
+    def actor_restarted(self) -> None:
+        self.actor_restarts.inc()
+
+    def playback_started(self) -> None:
+        self.playbacks.labels("started").inc()
+
+    def playback_ended(self, how: PlaybackEnd) -> None:
+        self.playbacks.labels(how.value).inc()
+
+
+class _HotCounters(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        yield _counter("acp_audio_packets_sent", "Audio packets handed to gRPC", m.audio_packets_sent)
+        led = CounterMetricFamily(
+            "acp_led_sets", "LED SET requests by the device's answer", labels=["result"]
+        )
+        led.add_metric(["sent"], m.led_sets_sent)
+        led.add_metric(["failed"], m.led_sets_failed)
+        yield led
+        yield _counter("acp_led_gets_failed", "GET requests answered without a state", m.led_gets_failed)
+        yield _counter(
+            "acp_led_changes_coalesced",
+            "LED states replaced by a newer one before they were sent",
+            m.led_changes_coalesced,
+        )
+        yield _counter("acp_streams_refused", "Streams refused: server full or draining", m.streams_refused)
+
+
+def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
