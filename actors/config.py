@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actors.leds import MAX_MODES
+from actors.logs import LOG_FORMATS
 from media.opus import FRAME_DURATIONS_MS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -25,7 +26,12 @@ class ServerConfig:
     tick_ms: int = 10
     grace: float = 10.0
     max_devices: int = 100_000
+    metrics_port: int = 9095
+    keepalive_time: float = 20.0
+    keepalive_timeout: float = 10.0
+    min_client_ping_interval: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def address(self) -> str:
@@ -48,6 +54,16 @@ class ServerConfig:
             raise ValueError(f"grace period must be >= 0 s, not {self.grace}")
         if self.max_devices < 1:
             raise ValueError(f"max devices must be >= 1, not {self.max_devices}")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics port must be -1 (off) or 0..65535, not {self.metrics_port}")
+        if not 1 <= self.keepalive_time <= 3600 or not 1 <= self.keepalive_timeout <= 600:
+            raise ValueError("keep-alive time must be 1..3600 s and its timeout 1..600 s")
+        if self.min_client_ping_interval < 1:
+            raise ValueError(
+                f"the permitted client ping interval must be >= 1 s, not {self.min_client_ping_interval}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {LOG_FORMATS}, not {self.log_format}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log level must be one of {LOG_LEVELS}, not {self.log_level}")
 
@@ -72,7 +88,27 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         int,
         "devices served at once; more are refused with RESOURCE_EXHAUSTED",
     ),
+    (
+        "metrics_port",
+        "ACP_METRICS_PORT",
+        int,
+        "Prometheus metrics HTTP port (0 picks a free one, -1 turns it off)",
+    ),
+    ("keepalive_time", "ACP_KEEPALIVE_TIME", float, "seconds between keep-alive pings to each device"),
+    (
+        "keepalive_timeout",
+        "ACP_KEEPALIVE_TIMEOUT",
+        float,
+        "seconds to wait for a ping's answer before dropping",
+    ),
+    (
+        "min_client_ping_interval",
+        "ACP_MIN_CLIENT_PING_INTERVAL",
+        float,
+        "shortest interval between pings a device may send",
+    ),
     ("log_level", "ACP_LOG_LEVEL", str, f"one of {', '.join(LOG_LEVELS)}"),
+    ("log_format", "ACP_LOG_FORMAT", str, f"one of {', '.join(LOG_FORMATS)}"),
 )
 
 
@@ -98,8 +134,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         )
     args = parser.parse_args(argv)
     values = vars(args)
-    if isinstance(values.get("log_level"), str):
-        values["log_level"] = str(values["log_level"]).upper()
+    values["log_level"] = str(values["log_level"]).upper()
+    values["log_format"] = str(values["log_format"]).lower()
     try:
         return ServerConfig(**values)  # type: ignore[arg-type]
     except ValueError as error:

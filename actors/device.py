@@ -11,6 +11,7 @@ import pykka
 
 from actors import state as transitions
 from actors.leds import LedFrame, render, server_leaving
+from actors.logs import for_device
 from actors.messages import (
     AttachLink,
     ButtonPressed,
@@ -62,6 +63,7 @@ class DeviceActor(pykka.ThreadingActor):
         self._library = library
         self._shown: LedFrame | None = None
         self._observer = observer or FleetObserver()
+        self._log = for_device(logger, device_id)
 
     def on_start(self) -> None:
         self._show(render(self.state))
@@ -76,9 +78,8 @@ class DeviceActor(pykka.ThreadingActor):
                     accepted = transition.accepted
                 finally:
                     reply(accepted)
-                logger.debug(
-                    "device %s: %s %s -> %s",
-                    self.device_id,
+                self._log.debug(
+                    "%s %s -> %s",
                     event.button.value,
                     event.gesture.value,
                     "accepted" if accepted else "refused",
@@ -108,7 +109,7 @@ class DeviceActor(pykka.ThreadingActor):
                 self._apply(transitions.on_disconnect(self.state))
                 return self.state.at_rest()
             case _:
-                logger.warning("device %s: ignoring unknown message %r", self.device_id, message)
+                self._log.warning("ignoring unknown message %r", message)
         return None
 
     def on_failure(
@@ -117,7 +118,7 @@ class DeviceActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        logger.error("device %s: actor failed: %r", self.device_id, exception_value, exc_info=exception_value)
+        self._log.error("actor failed: %r", exception_value, exc_info=exception_value)
         self._supervisor.tell(DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value)))
 
     def _apply(self, transition: Transition, caused_at: float | None = None) -> None:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 
 from actors.config import ServerConfig, parse_config
+from actors.logs import configure_logging
 from media.library import SoundLibrary, build_library
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(config.log_level, config.log_format)
     try:
         library = build_library(config.modes, config.frame_ms, config.sounds_dir)
     except ValueError as error:

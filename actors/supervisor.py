@@ -17,6 +17,7 @@ from typing import Any, cast
 import pykka
 
 from actors.device import DeviceActor
+from actors.logs import for_device
 from actors.messages import (
     AttachLink,
     ButtonPressed,
@@ -163,7 +164,7 @@ class SupervisorActor(pykka.ThreadingActor):
         device = _Device(actor, session, state)
         self._devices[device_id] = device
         self._observer.device_connected()
-        logger.info("device %s: connected from %s in mode %d", device_id, peer, state.mode)
+        for_device(logger, device_id).info("connected from %s in mode %d", peer, state.mode)
         return device
 
     def _take_over(self, device_id: str, device: _Device, peer: str) -> None:
@@ -174,7 +175,7 @@ class SupervisorActor(pykka.ThreadingActor):
             f"device_id {device_id!r} connected again from {peer}; this connection is superseded",
         )
         _tell(device.actor, AttachLink(device.session.link))
-        logger.info("device %s: newer connection from %s replaces %s", device_id, peer, old.link.peer)
+        for_device(logger, device_id).info("newer connection from %s replaces %s", peer, old.link.peer)
 
     def _close_stream(self, message: CloseStream) -> None:
         device = self._devices.get(message.device_id)
@@ -194,14 +195,14 @@ class SupervisorActor(pykka.ThreadingActor):
         try:
             state = cast(DeviceState, device.actor.ask(Retire(), timeout=self._policy.retire_timeout))
         except (pykka.ActorDeadError, pykka.Timeout) as error:
-            logger.warning("device %s: retiring without a final state (%r)", device_id, error)
+            for_device(logger, device_id).warning("retiring without a final state (%r)", error)
         device.actor.stop(block=False)
         if self._draining:
             device.session.link.close(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
         else:
             device.session.link.close(CloseCause.RETIRED, "the device's connection is gone")
         self._store.save(device_id, state)
-        logger.info("device %s: disconnected; mode %d kept", device_id, state.mode)
+        for_device(logger, device_id).info("disconnected; mode %d kept", state.mode)
 
     def _route_button(self, message: RouteButton) -> None:
         device = self._devices.get(message.device_id)
@@ -222,9 +223,8 @@ class SupervisorActor(pykka.ThreadingActor):
         while device.failures and now - device.failures[0] > self._policy.restart_window:
             device.failures.popleft()
         if len(device.failures) > self._policy.max_restarts:
-            logger.error(
-                "device %s: actor failed %d times in %.0f s; ending its connection",
-                message.device_id,
+            for_device(logger, message.device_id).error(
+                "actor failed %d times in %.0f s; ending its connection",
                 len(device.failures),
                 self._policy.restart_window,
             )
@@ -245,8 +245,8 @@ class SupervisorActor(pykka.ThreadingActor):
             message.device_id, state, device.session.link, self.actor_ref, self._library, self._observer
         )
         device.state = state
-        logger.warning(
-            "device %s: actor restarted from its last state after %s", message.device_id, message.error
+        for_device(logger, message.device_id).warning(
+            "actor restarted from its last state after %s", message.error
         )
 
 

@@ -58,7 +58,18 @@ def start_server(extra: list[str], log: Path) -> tuple[subprocess.Popen[bytes], 
     """The server logs to a file, so a full pipe can never stall it."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", "0", *extra],
+            [
+                sys.executable,
+                "-m",
+                "actors.main",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--metrics-port",
+                "-1",
+                *extra,
+            ],
             cwd=ROOT,
             stderr=sink,
         )

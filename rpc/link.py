@@ -194,6 +194,13 @@ class GrpcDeviceLink:
     def stop_playback(self) -> None:
         self._transport.stop(self.channel)
 
+    @property
+    def settled(self) -> bool:
+        """Nothing left to deliver: the device shows the latest LED state and has every audio packet."""
+        leds_delivered = StreamKind.STATUS not in self._slots or self.leds_wanted.settled
+        audio_delivered = StreamKind.AUDIO not in self._slots or len(self.channel) == 0
+        return self.ending is not None or (leds_delivered and audio_delivered)
+
     def detach(self, slot: StreamSlot) -> None:
         if self._slots.get(slot.kind) is slot:
             del self._slots[slot.kind]

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any
 
 import grpc
 import pykka
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from actors.config import ServerConfig
 from actors.messages import Drain
@@ -28,21 +32,24 @@ from rpc.tracks import TrackBook
 
 logger = logging.getLogger(__name__)
 
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DeviceService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024
 """Devices send tiny messages; anything larger is refused by gRPC before it reaches us."""
 
-DRAIN_FLUSH_SECONDS = 0.5
-"""How long the last LED state and end packets get to reach devices before streams close."""
+DRAIN_SETTLE_SHARE = 0.5
+"""Share of the grace period that devices get to receive their last LED state and end packets."""
 
 
-def grpc_options() -> list[tuple[str, Any]]:
+def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
+    """Keep-alive: a dead or half-open device is noticed within keepalive_time + keepalive_timeout."""
     return [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_time_ms", int(config.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(config.min_client_ping_interval * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
         ("grpc.so_reuseport", 0),
     ]
 
@@ -55,10 +62,14 @@ class ControlPlane:
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
         self.store: StateStore = store or MemoryStateStore()
         self.metrics = Metrics()
+        self.health = health.aio.HealthServicer()
         self.port: int | None = None
+        self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._supervisor: pykka.ActorRef[Any] | None = None
         self._transport: AudioTransport[pb.AudioPacket] | None = None
+        self._metrics_server: Any = None
+        self._links: weakref.WeakSet[GrpcDeviceLink] = weakref.WeakSet()
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:
@@ -68,28 +79,46 @@ class ControlPlane:
             preroll=self.config.preroll_ms / 1000,
             tick=self.config.tick_ms / 1000,
             end_frame=tracks.end_packet,
+            on_lateness=self.metrics.pacing_lateness.observe,
         )
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
-            return GrpcDeviceLink(device_id, peer, loop, transport, tracks, self.metrics)
+            link = GrpcDeviceLink(device_id, peer, loop, transport, tracks, self.metrics)
+            self._links.add(link)
+            return link
 
         policy = SupervisorPolicy(max_devices=self.config.max_devices)
         supervisor = SupervisorActor.start(self.library, self.store, link_factory, policy, self.metrics)
-        server = grpc.aio.server(options=grpc_options())
+        server = grpc.aio.server(options=grpc_options(self.config))
         comms_pb2_grpc.add_DeviceServiceServicer_to_server(
             DeviceService(FleetGateway(supervisor, loop), self.metrics), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         try:
             port = server.add_insecure_port(self.config.address)
             await server.start()
+            if self.config.metrics_port >= 0:
+                self._metrics_server, _ = start_http_server(
+                    self.config.metrics_port,
+                    addr=_http_host(self.config.host),
+                    registry=self.metrics.registry,
+                )
+                self.metrics_port = self._metrics_server.server_port
         except Exception:
             supervisor.stop()
+            await server.stop(None)
             raise
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._transport, self._supervisor, self._server, self.port = transport, supervisor, server, port
         logger.info(
-            "serving on %s:%d: %d modes, %d ms packets, %d ms pre-roll",
+            "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
             port,
+            f"port {self.metrics_port}" if self.metrics_port is not None else "no port",
             self.library.modes,
             self.config.frame_ms,
             self.config.preroll_ms,
@@ -97,24 +126,44 @@ class ControlPlane:
         return port
 
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: refuse new streams, end playback with is_end, show the leaving LEDs, then close."""
+        """Drain, then stop.
+
+        Health turns NOT_SERVING and new streams are refused; every device's playback ends with
+        an ``is_end`` packet and its LEDs show the leaving colour; once they have reached the
+        devices (or half the grace period has passed) the streams end with UNAVAILABLE, device
+        state is saved, and the process is ready to exit within ``grace`` seconds.
+        """
         grace = self.config.grace if grace is None else grace
         server, supervisor, transport = self._server, self._supervisor, self._transport
         if server is None or supervisor is None or transport is None:
             return
         self._server = self._supervisor = self._transport = None
-        logger.info("draining (grace %.1f s)", grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        logger.info("draining %d devices (grace %.1f s)", len(self._links), grace)
+        await self.health.enter_graceful_shutdown()
+        supervisor.tell(Drain())
+        await self._settle(loop.time() + grace * DRAIN_SETTLE_SHARE)
         try:
-            supervisor.tell(Drain())
-            await asyncio.sleep(min(DRAIN_FLUSH_SECONDS, grace / 2))
-            await asyncio.to_thread(lambda: supervisor.stop(block=True, timeout=max(grace, 1.0)))
+            timeout = max(deadline - loop.time(), 0.5)
+            await asyncio.to_thread(lambda: supervisor.stop(block=True, timeout=timeout))
         except (pykka.ActorDeadError, pykka.Timeout):
             logger.warning("supervisor did not stop in time")
-        await server.stop(grace / 2)
+        await server.stop(max(deadline - loop.time(), 0.0))
         await transport.close()
         await asyncio.to_thread(lambda: pykka.ActorRegistry.stop_all(block=True, timeout=5.0))
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         self._stopped.set()
         logger.info("stopped")
+
+    async def _settle(self, deadline: float) -> None:
+        """Wait for the last LED states and end packets to reach the devices, up to the deadline."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.02)
+        while loop.time() < deadline and not all(link.settled for link in list(self._links)):
+            await asyncio.sleep(0.02)
 
     @property
     def supervisor(self) -> pykka.ActorRef[Any]:
@@ -124,3 +173,8 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _http_host(grpc_host: str) -> str:
+    """gRPC writes IPv6 addresses in brackets; the HTTP server wants them bare."""
+    return grpc_host.strip("[]")

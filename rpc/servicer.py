@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from actors.logs import for_device
 from actors.messages import StreamGrant, StreamKind, StreamRefused
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
@@ -80,9 +81,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 try:
                     button = button_input_of(event)
                 except UnsupportedEvent as error:
-                    logger.info(
-                        "device %s: nack: %s", stream.device_id, error, extra={"device_id": stream.device_id}
-                    )
+                    for_device(logger, stream.device_id).info("nack: %s", error)
                     self._metrics.events.labels("unknown", "unknown").inc()
                     self._metrics.nacks.labels("unsupported").inc()
                     yield NACK

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from actors.leds import LedFrame
+from actors.logs import for_device
 from rpc import comms_pb2 as pb
 from rpc.link import LedMailbox, StreamSlot
 from rpc.metrics import Metrics
@@ -69,7 +70,7 @@ class StatusConversation:
         metrics: Metrics,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self._device_id = device_id
+        self._log = for_device(logger, device_id)
         self._mailbox = mailbox
         self._answers = answers
         self._slot = slot
@@ -103,15 +104,14 @@ class StatusConversation:
                 continue
             failures += 1
             self._metrics.led_sets_failed += 1
-            logger.warning(
-                "device %s: LED set failed (%d in a row): %s",
-                self._device_id,
+            self._log.warning(
+                "LED set failed (%d in a row): %s",
                 failures,
                 _describe(answer),
             )
             shown = None
             if failures >= self._policy.attempts:
-                logger.error("device %s: giving up on this LED state until the next change", self._device_id)
+                self._log.error("giving up on this LED state until the next change")
                 await first_of(self._mailbox.changed_since(version), self._slot.ended)
                 failures = 0
             else:
@@ -124,7 +124,7 @@ class StatusConversation:
         if answer.WhichOneof("response") == "state":
             return shown_leds(answer.state)
         self._metrics.led_gets_failed += 1
-        logger.warning("device %s: GET answered without a state: %s", self._device_id, _describe(answer))
+        self._log.warning("GET answered without a state: %s", _describe(answer))
         return None
 
     async def _backoff(self, version: int, failures: int) -> None:

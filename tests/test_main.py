@@ -33,7 +33,18 @@ class RunningServer:
 
 def start_server(*args: str) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", "0", *args],
+        [
+            sys.executable,
+            "-m",
+            "actors.main",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+            *args,
+        ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
@@ -99,7 +110,17 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
 def test_a_sound_file_that_does_not_decode_stops_start_up_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "2-broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
     result = subprocess.run(
-        [sys.executable, "-m", "actors.main", "--port", "0", "--sounds-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "actors.main",
+            "--port",
+            "0",
+            "--metrics-port",
+            "-1",
+            "--sounds-dir",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -112,7 +133,17 @@ def test_a_sound_file_that_does_not_decode_stops_start_up_naming_the_file(tmp_pa
 def test_a_missing_sounds_directory_stops_start_up(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = subprocess.run(
-        [sys.executable, "-m", "actors.main", "--port", "0", "--sounds-dir", str(missing)],
+        [
+            sys.executable,
+            "-m",
+            "actors.main",
+            "--port",
+            "0",
+            "--metrics-port",
+            "-1",
+            "--sounds-dir",
+            str(missing),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -134,7 +165,17 @@ def test_a_port_in_use_is_a_clear_error() -> None:
     first = RunningServer()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", str(first.port)],
+            [
+                sys.executable,
+                "-m",
+                "actors.main",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(first.port),
+                "--metrics-port",
+                "-1",
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
