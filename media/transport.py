@@ -157,12 +157,22 @@ class AudioConsumer(Generic[F]):
 class AudioTransport(Generic[F]):
     """Paces every playback from one scheduler task."""
 
-    def __init__(self, *, preroll: float, tick: float, end_frame: F) -> None:
+    def __init__(
+        self,
+        *,
+        preroll: float,
+        tick: float,
+        end_frame: F,
+        on_lateness: Callable[[float], None] | None = None,
+    ) -> None:
+        """``on_lateness`` hears, once per tick, how late the most overdue packet was pushed."""
         if preroll < 0 or tick <= 0:
             raise ValueError("preroll must be >= 0 and tick > 0")
         self.preroll = preroll
         self.tick = tick
         self._end_frame = end_frame
+        self._on_lateness = on_lateness
+        self._worst = 0.0
         self._active: dict[AudioChannel[F], _Playback[F]] = {}
         self._runner: asyncio.Task[None] | None = None
 
@@ -213,11 +223,14 @@ class AudioTransport(Generic[F]):
         try:
             while self._active:
                 now = loop.time()
+                self._worst = 0.0
                 finished = [
                     channel for channel, playback in self._active.items() if self._pump(playback, now)
                 ]
                 for channel in finished:
                     del self._active[channel]
+                if self._on_lateness is not None:
+                    self._on_lateness(self._worst)
                 await asyncio.sleep(self.tick)
         finally:
             self._runner = None
@@ -229,6 +242,9 @@ class AudioTransport(Generic[F]):
             playback.end(Outcome.STOPPED)
             return True
         due = now - playback.anchor + self.preroll
+        overdue = due - playback.index * playback.frame_duration
+        if overdue > self._worst and playback.index < len(track):
+            self._worst = overdue
         while playback.index < len(track) and playback.index * playback.frame_duration <= due:
             if not channel.has_room():
                 playback.anchor = now - playback.index * playback.frame_duration
