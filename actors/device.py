@@ -62,11 +62,12 @@ class DeviceActor(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._library = library
         self._shown: LedFrame | None = None
+        self._leaving = False
         self._observer = observer or FleetObserver()
         self._log = for_device(logger, device_id)
 
     def on_start(self) -> None:
-        self._show(render(self.state))
+        self._show(self._frame())
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -101,10 +102,10 @@ class DeviceActor(pykka.ThreadingActor):
                 self._apply(transitions.on_disconnect(self.state))
                 self._link = link
                 self._shown = None
-                self._show(render(self.state))
+                self._show(self._frame())
             case ShowLeaving():
+                self._leaving = True
                 self._apply(transitions.on_disconnect(self.state))
-                self._show(server_leaving(self.state))
             case Retire():
                 self._apply(transitions.on_disconnect(self.state))
                 return self.state.at_rest()
@@ -134,7 +135,11 @@ class DeviceActor(pykka.ThreadingActor):
         if transition.state != self.state:
             self.state = transition.state
             self._supervisor.tell(StateChanged(self.device_id, self.actor_urn, self.state))
-        self._show(render(self.state), caused_at)
+        self._show(self._frame(), caused_at)
+
+    def _frame(self) -> LedFrame:
+        """Once the server is going away, the device keeps showing so until it is disconnected."""
+        return server_leaving(self.state) if self._leaving else render(self.state)
 
     def _show(self, leds: LedFrame, caused_at: float | None = None) -> None:
         if leds != self._shown:

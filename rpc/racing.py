@@ -19,8 +19,6 @@ class EndOfStream(Exception):
 
 async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[Any]) -> T:
     """The awaitable's result, or StreamEnded if ``ended`` resolves first."""
-    if ended.done():
-        raise StreamEnded
     task = asyncio.ensure_future(awaitable)
     task.add_done_callback(_settled)
     try:
@@ -40,6 +38,8 @@ def _settled(task: asyncio.Future[Any]) -> None:
 
 async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[Any]) -> T:
     """The device's next message; EndOfStream when it has no more."""
+    if ended.done():
+        raise StreamEnded
     try:
         return await first_of(requests.__anext__(), ended)
     except StopAsyncIteration:
