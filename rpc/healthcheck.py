@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,9 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     service = args[1] if len(args) > 1 else ""
     try:
         with grpc.insecure_channel(target) as channel:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=3
-            )
+            stub: Any = health_pb2_grpc.HealthStub(channel)  # the published stubs omit the RPC methods
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=3)
     except grpc.RpcError as error:
         print(f"unhealthy: {target}: {error.code().name}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,13 +24,13 @@ from simulator import Button, SimulatedDevice
 from tests.live import run, serving, target
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVER = [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1"]
 
 
 async def health_of(address: str, service: str = "") -> int:
     async with grpc.aio.insecure_channel(address) as channel:
-        response = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=2
-        )
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the published stubs omit the RPC methods
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
         return int(response.status)
 
 
@@ -88,12 +89,14 @@ def test_health_turns_not_serving_while_the_server_drains(library: SoundLibrary)
 def test_reflection_lists_and_describes_the_device_service(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with serving(library) as plane, grpc.aio.insecure_channel(target(plane)) as channel:
-            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[arg-type]  # stubs know sync channels only
 
             async def ask(
                 request: reflection_pb2.ServerReflectionRequest,
             ) -> reflection_pb2.ServerReflectionResponse:
-                [response] = [answer async for answer in stub.ServerReflectionInfo(iter([request]))]
+                answers = [answer async for answer in stub.ServerReflectionInfo(iter([request]))]
+                assert len(answers) == 1
+                response: reflection_pb2.ServerReflectionResponse = answers[0]
                 return response
 
             listed = await ask(reflection_pb2.ServerReflectionRequest(list_services=""))
@@ -164,18 +167,7 @@ def test_sigterm_during_playback_ends_streams_with_is_end_and_exits_within_the_g
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "actors.main",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--metrics-port",
-                "-1",
-            ]
-            + ["--grace", "4", "--log-format", "json"],
+            [*SERVER, "--grace", "4", "--log-format", "json"],
             cwd=ROOT,
             stderr=sink,
         )
