@@ -18,16 +18,19 @@ FROM ${BASE_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libopus0 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin acp
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin acp \
+    && install -d -o 10001 -g 10001 /var/lib/acp
 COPY --from=build /opt/acp /opt/acp
 ENV PATH=/opt/acp/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     ACP_HOST=[::] \
     ACP_PORT=50051 \
-    ACP_METRICS_PORT=9095
+    ACP_METRICS_PORT=9095 \
+    ACP_STATE_DB=/var/lib/acp/devices.sqlite3
 WORKDIR /opt/acp
 USER 10001:10001
+VOLUME ["/var/lib/acp"]
 EXPOSE 50051 9095
 HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 CMD ["python", "-m", "rpc.healthcheck"]
 STOPSIGNAL SIGTERM

@@ -26,6 +26,7 @@ class ServerConfig:
     tick_ms: int = 10
     grace: float = 10.0
     max_devices: int = 100_000
+    state_db: str = "state/devices.sqlite3"
     metrics_port: int = 9095
     keepalive_time: float = 20.0
     keepalive_timeout: float = 10.0
@@ -87,6 +88,12 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         "ACP_MAX_DEVICES",
         int,
         "devices served at once; more are refused with RESOURCE_EXHAUSTED",
+    ),
+    (
+        "state_db",
+        "ACP_STATE_DB",
+        str,
+        "SQLite file keeping device state across restarts (:memory: keeps none)",
     ),
     (
         "metrics_port",

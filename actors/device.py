@@ -28,6 +28,7 @@ from actors.messages import (
 from actors.observer import FleetObserver, PlaybackEnd
 from actors.ports import DeviceLink, PlaybackEndCallback
 from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, StopReason, Transition
+from actors.store import StateStore
 from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class DeviceActor(pykka.ThreadingActor):
         supervisor: pykka.ActorRef[Any],
         library: SoundLibrary,
         observer: FleetObserver | None = None,
+        store: StateStore | None = None,
     ) -> None:
         super().__init__()
         self.device_id = device_id
@@ -64,6 +66,7 @@ class DeviceActor(pykka.ThreadingActor):
         self._shown: LedFrame | None = None
         self._leaving = False
         self._observer = observer or FleetObserver()
+        self._store = store
         self._log = for_device(logger, device_id)
 
     def on_start(self) -> None:
@@ -133,6 +136,9 @@ class DeviceActor(pykka.ThreadingActor):
                     self._link.audio.play(sound, self._end_notifier(playback.id))
                     self._observer.playback_started()
         if transition.state != self.state:
+            if self._store is not None and _durable(transition.state) != _durable(self.state):
+                # Saved before the event is acked: an acked press survives even a SIGKILL.
+                self._store.save(self.device_id, transition.state)
             self.state = transition.state
             self._supervisor.tell(StateChanged(self.device_id, self.actor_urn, self.state))
         self._show(self._frame(), caused_at)
@@ -156,3 +162,8 @@ class DeviceActor(pykka.ThreadingActor):
                 supervisor.tell(PlaybackEnded(device_id, playback_id, outcome))
 
         return notify
+
+
+def _durable(state: DeviceState) -> tuple[int, int]:
+    """The part of a state that a reconnect or a restart resumes."""
+    return state.mode, state.next_playback_id

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from actors.config import ServerConfig, parse_config
 from actors.logs import configure_logging
+from actors.store import StateStore, StoreError, open_store
 from media.library import SoundLibrary, build_library
 
 
@@ -17,25 +18,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         library = build_library(config.modes, config.frame_ms, config.sounds_dir)
-    except ValueError as error:
+        store = open_store(config.state_db)
+    except (ValueError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config, library))
+        asyncio.run(serve(config, library, store))
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-async def serve(config: ServerConfig, library: SoundLibrary) -> None:
+async def serve(config: ServerConfig, library: SoundLibrary, store: StateStore) -> None:
     from rpc.server import ControlPlane
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    plane = ControlPlane(config, library)
+    plane = ControlPlane(config, library, store)
     try:
         await plane.start()
     except RuntimeError as error:

@@ -159,7 +159,7 @@ class SupervisorActor(pykka.ThreadingActor):
         state = (saved or DeviceState()).fitted_to(self._library.modes).at_rest()
         session = _Session(self._next(), self._link_factory(device_id, peer))
         actor = DeviceActor.start(
-            device_id, state, session.link, self.actor_ref, self._library, self._observer
+            device_id, state, session.link, self.actor_ref, self._library, self._observer, self._store
         )
         device = _Device(actor, session, state)
         self._devices[device_id] = device
@@ -242,7 +242,13 @@ class SupervisorActor(pykka.ThreadingActor):
         self._restarts += 1
         self._observer.actor_restarted()
         device.actor = DeviceActor.start(
-            message.device_id, state, device.session.link, self.actor_ref, self._library, self._observer
+            message.device_id,
+            state,
+            device.session.link,
+            self.actor_ref,
+            self._library,
+            self._observer,
+            self._store,
         )
         device.state = state
         for_device(logger, message.device_id).warning(

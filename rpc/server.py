@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from actors.config import ServerConfig
 from actors.messages import Drain
-from actors.store import MemoryStateStore, StateStore
+from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
 from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
@@ -61,7 +61,7 @@ class ControlPlane:
     ) -> None:
         self.config = config
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
-        self.store: StateStore = store or MemoryStateStore()
+        self.store: StateStore = store or open_store(config.state_db)
         self.metrics = Metrics()
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
@@ -156,6 +156,7 @@ class ControlPlane:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
+        self.store.close()
         self._stopped.set()
         logger.info("stopped")
 

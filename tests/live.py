@@ -15,7 +15,9 @@ from media.library import SoundLibrary
 from rpc.server import ControlPlane
 from simulator import Leds
 
-TEST_CONFIG = ServerConfig(host="127.0.0.1", port=0, metrics_port=0, preroll_ms=100, grace=1.0)
+TEST_CONFIG = ServerConfig(
+    host="127.0.0.1", port=0, metrics_port=0, state_db=":memory:", preroll_ms=100, grace=1.0
+)
 
 
 def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60) -> None:

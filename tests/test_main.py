@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -11,52 +10,9 @@ from pathlib import Path
 import pytest
 
 from actors.config import ServerConfig, parse_config
+from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class RunningServer:
-    """A server process whose stderr is kept for assertions."""
-
-    def __init__(self, *args: str) -> None:
-        self.process, self.port = start_server(*args)
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, str]:
-        self.process.send_signal(signum)
-        try:
-            _, err = self.process.communicate(timeout=timeout)
-        finally:
-            self.process.kill()
-            self.process.communicate()
-        return self.process.returncode, err
-
-
-def start_server(*args: str) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "actors.main",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            *args,
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        match = re.search(r"serving on 127\.0\.0\.1:(\d+)", line)
-        if match:
-            return process, int(match.group(1))
-    process.kill()
-    process.communicate()
-    raise AssertionError(f"server did not start (exit {process.returncode})")
 
 
 def test_help_lists_every_setting_with_its_environment_variable() -> None:
@@ -154,15 +110,14 @@ def test_a_missing_sounds_directory_stops_start_up(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_the_server_stops_cleanly_on_a_signal(signum: signal.Signals) -> None:
-    server = RunningServer("--grace", "2")
-    code, log = server.stop(signum)
-    assert code == 0
-    assert "stopped" in log
+def test_the_server_stops_cleanly_on_a_signal(signum: signal.Signals, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "server.log", "--grace", "2")
+    assert server.stop(signum) == 0
+    assert "stopped" in server.output
 
 
-def test_a_port_in_use_is_a_clear_error() -> None:
-    first = RunningServer()
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    first = ServerProcess(tmp_path / "server.log")
     try:
         result = subprocess.run(
             [
@@ -175,6 +130,8 @@ def test_a_port_in_use_is_a_clear_error() -> None:
                 str(first.port),
                 "--metrics-port",
                 "-1",
+                "--state-db",
+                ":memory:",
             ],
             cwd=ROOT,
             capture_output=True,

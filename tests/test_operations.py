@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,9 +20,9 @@ from rpc.healthcheck import main as healthcheck
 from rpc.server import SERVICE_NAME
 from simulator import Button, SimulatedDevice
 from tests.live import run, serving, target
+from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1"]
 
 
 async def health_of(address: str, service: str = "") -> int:
@@ -164,43 +162,27 @@ def test_draining_during_playback_ends_the_stream_and_shows_the_leaving_leds(lib
 
 
 def test_sigterm_during_playback_ends_streams_with_is_end_and_exits_within_the_grace(tmp_path: Path) -> None:
-    log = tmp_path / "server.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [*SERVER, "--grace", "4", "--log-format", "json"],
-            cwd=ROOT,
-            stderr=sink,
-        )
+    server = ServerProcess(tmp_path / "server.log", "--grace", "4", "--log-format", "json")
     try:
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None and time.monotonic() < deadline:
-            match = re.search(r"serving on 127\.0\.0\.1:(\d+)", log.read_text())
-            port = int(match.group(1)) if match else None
-            time.sleep(0.05)
-        assert port is not None, log.read_text()
 
         async def scenario() -> float:
-            device = SimulatedDevice(f"127.0.0.1:{port}", "kitchen", play_in_real_time=False)
+            device = SimulatedDevice(server.target, "kitchen", play_in_real_time=False)
             await device.connect()
             assert await device.press(Button.MODE)
             assert await device.press(Button.PLAY)
             await asyncio.sleep(0.3)
             signalled = time.monotonic()
-            server.terminate()
+            server.process.terminate()
             [recording] = await device.wait_for_recordings(1, 4)
             assert recording.packets[-1].is_end
             assert device.audio_error is None
-            await asyncio.to_thread(server.wait, 10)
+            assert await asyncio.to_thread(server.process.wait, 10) == 0
             await device.disconnect()
             return time.monotonic() - signalled
 
-        took = asyncio.run(scenario())
-        assert server.returncode == 0
-        assert took < 4.0
-        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        assert asyncio.run(scenario()) < 4.0
+        lines = [json.loads(line) for line in server.output.splitlines() if line.startswith("{")]
         assert any(line.get("device_id") == "kitchen" for line in lines), "device lines carry device_id"
         assert any(line["message"] == "stopped" for line in lines)
     finally:
         server.kill()
-        server.wait()

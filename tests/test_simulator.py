@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -60,6 +61,11 @@ def default_ack(event: comms_pb2.DeviceEvent) -> bool:
     return event.WhichOneof("event") == "button_event" and 0 <= event.button_event.button_id <= 3
 
 
+async def until_cancelled() -> None:
+    """The device never half-closes: a request stream that ends means its call is being cancelled."""
+    await asyncio.Event().wait()
+
+
 class FakeDeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
     """A scriptable server: tests push status requests and audio packets, and read what the device sent."""
 
@@ -75,6 +81,7 @@ class FakeDeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[m
         self.abort_on_open: dict[str, tuple[grpc.StatusCode, str]] = {}
         self.opened: list[tuple[str, str]] = []
         self.cancelled: list[str] = []
+        """The handlers grpc cancelled because the device cancelled their call."""
 
     async def _open(self, kind: str, context: grpc.aio.ServicerContext[object, object]) -> None:
         metadata = {key: value for key, value in context.invocation_metadata() or ()}
@@ -98,11 +105,10 @@ class FakeDeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[m
 
         sender = asyncio.create_task(send())
         try:
-            async for response in request_iterator:
-                await self.status_in.put(response)
-        except asyncio.CancelledError:
-            self.cancelled.append("status")
-            raise
+            with self.noting_cancel("status"):
+                async for response in request_iterator:
+                    await self.status_in.put(response)
+                await until_cancelled()
         finally:
             sender.cancel()
 
@@ -112,25 +118,28 @@ class FakeDeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[m
         context: grpc.aio.ServicerContext[object, object],
     ) -> None:
         await self._open("events", context)
-        try:
+        with self.noting_cancel("events"):
             async for event in request_iterator:
                 await self.events_in.put(event)
                 await self.ack_gate.wait()
                 await context.write(comms_pb2.DeviceEventResponse(ack=self.ack_for(event)))
-        except asyncio.CancelledError:
-            self.cancelled.append("events")
-            raise
+            await until_cancelled()
 
     async def ServerAudioStream(
         self, request: comms_pb2.AudioStreamRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> None:
         await self._open("audio", context)
         self.audio_requests.append(request)
-        try:
+        with self.noting_cancel("audio"):
             while (packet := await self.audio_out.get()) is not None:
                 await context.write(packet)
+
+    @contextlib.contextmanager
+    def noting_cancel(self, kind: str) -> Iterator[None]:
+        try:
+            yield
         except asyncio.CancelledError:
-            self.cancelled.append("audio")
+            self.cancelled.append(kind)
             raise
 
     async def exchange(self, *requests: Status) -> list[comms_pb2.DeviceStatusResponse]:
@@ -455,6 +464,7 @@ def test_disconnect_turns_led_0_and_led_1_off_and_cancels_the_three_calls() -> N
         dev = device(target)
         async with dev:
             await service.exchange(set_leds(**{f"led_{i}": 0x10101000 + i for i in range(1, 6)}))
+            await eventually(lambda: len(service.opened) == 3)
         assert dev.leds == (0, 0, 0x10101002, 0x10101003, 0x10101004, 0x10101005)
         await eventually(lambda: len(service.cancelled) == 3)
         assert sorted(service.cancelled) == ["audio", "events", "status"]
@@ -469,11 +479,13 @@ def test_reconnect_opens_new_streams_with_the_power_led_on_again() -> None:
         dev = device(target)
         async with dev:
             service.send_audio(clip(2)[:1])  # left open: the next connection has a fresh decoder and state
-            await eventually(lambda: len(dev.recordings) == 1)
+            await eventually(lambda: len(dev.recordings) == 1 and len(service.opened) == 3)
+        await eventually(lambda: len(service.cancelled) == 3)  # the old handlers no longer take packets
         async with dev:
             assert dev.leds[0] == POWER_ON
             service.send_audio(clip(2))
             await dev.wait_for_recordings(1, 5)
+            await eventually(lambda: len(service.opened) == 6)
         assert [(r.connection, r.complete) for r in dev.recordings] == [(1, False), (2, True)]
         assert sorted(service.opened) == sorted([(k, "kitchen") for k in ("status", "events", "audio")] * 2)
 
@@ -531,10 +543,17 @@ def test_cli_runs_a_script_prints_what_happens_and_saves_recordings(
                 service.send_audio(clip(4))
             return True
 
+        async def ack_once_the_leds_are_set() -> None:
+            await service.status_in.get()
+            service.ack_gate.set()
+
         service.ack_for = ack
         service.status_out.put_nowait(set_leds(led_1=0xFF000080))
+        service.ack_gate.clear()
+        gate = asyncio.create_task(ack_once_the_leds_are_set())
         argv = ["--target", target, "--id", "kitchen", "mode", "play", "wait", "--save", str(tmp_path)]
         assert await asyncio.to_thread(main, [*argv, "--no-realtime-playback"]) == 0
+        await gate
 
     run(scenario)
     out = capsys.readouterr().out
