@@ -279,7 +279,7 @@ class SimulatedDevice:
         return await self.send_event(button_event(button, event))
 
     async def send_event(self, event: comms_pb2.DeviceEvent) -> bool:
-        """Send any DeviceEvent (an unknown button id, an empty oneof) with press()'s queueing and ack rules."""
+        """Send any DeviceEvent (unknown button id, empty oneof) with press()'s queueing and ack rules."""
         conn = self._conn
         if conn is not None and conn.events_closed is not None:
             raise EventLostError(conn.events_closed)
