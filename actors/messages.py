@@ -27,11 +27,18 @@ class StreamGrant:
     stream: int
 
 
+class Refusal(enum.Enum):
+    """Why a stream is refused; the gRPC layer picks the status code from it."""
+
+    DRAINING = "draining"
+    FULL = "full"
+    SUPERSEDED = "superseded"
+
+
 @dataclass(frozen=True, slots=True)
 class StreamRefused:
     reason: str
-    overloaded: bool = False
-    """True when the server is at its device limit; False when it is going away."""
+    why: Refusal
 
 
 OpenReply = Callable[[StreamGrant | StreamRefused], None]

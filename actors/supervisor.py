@@ -29,6 +29,7 @@ from actors.messages import (
     OpenStream,
     PlaybackEnded,
     PlaybackFinished,
+    Refusal,
     Retire,
     RouteButton,
     ShowLeaving,
@@ -69,6 +70,7 @@ class _Device:
     session: _Session
     state: DeviceState
     failures: deque[float] = field(default_factory=deque)
+    superseded_peers: deque[str] = field(default_factory=lambda: deque(maxlen=16))
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -134,7 +136,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _open_stream(self, message: OpenStream) -> None:
         device_id, peer = message.device_id, message.peer
         if self._draining:
-            message.reply(StreamRefused("the server is shutting down"))
+            message.reply(StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING))
             return
         device = self._devices.get(device_id)
         if device is None:
@@ -142,11 +144,21 @@ class SupervisorActor(pykka.ThreadingActor):
                 message.reply(
                     StreamRefused(
                         f"the server already serves its limit of {self._policy.max_devices} devices",
-                        overloaded=True,
+                        Refusal.FULL,
                     )
                 )
                 return
             device = self._start_device(device_id, peer)
+        elif peer in device.superseded_peers:
+            # A stream of a connection that already lost the device must not win it back: with
+            # two connections racing, the newest one gets all three streams.
+            message.reply(
+                StreamRefused(
+                    f"device_id {device_id!r} was taken over by a newer connection; reconnect",
+                    Refusal.SUPERSEDED,
+                )
+            )
+            return
         elif device.session.link.peer != peer:
             self._take_over(device_id, device, peer)
         stream = self._next()
@@ -169,6 +181,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _take_over(self, device_id: str, device: _Device, peer: str) -> None:
         old = device.session
+        device.superseded_peers.append(old.link.peer)
         device.session = _Session(self._next(), self._link_factory(device_id, peer))
         old.link.close(
             CloseCause.SUPERSEDED,

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import grpc
 
 from actors.logs import for_device
-from actors.messages import StreamGrant, StreamKind, StreamRefused
+from actors.messages import Refusal, StreamGrant, StreamKind, StreamRefused
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
 from rpc.events import UnsupportedEvent, button_input_of
@@ -33,6 +33,12 @@ StatusContext = grpc.aio.ServicerContext[pb.DeviceStatusResponse, pb.DeviceStatu
 EventContext = grpc.aio.ServicerContext[pb.DeviceEvent, pb.DeviceEventResponse]
 AudioContext = grpc.aio.ServicerContext[pb.AudioStreamRequest, pb.AudioPacket]
 AnyContext = grpc.aio.ServicerContext[Any, Any]
+
+_REFUSAL_CODES = {
+    Refusal.DRAINING: grpc.StatusCode.UNAVAILABLE,
+    Refusal.FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Refusal.SUPERSEDED: grpc.StatusCode.ABORTED,
+}
 
 ACK = pb.DeviceEventResponse(ack=True)
 NACK = pb.DeviceEventResponse(ack=False)
@@ -124,7 +130,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
         result = await self._fleet.open_stream(device_id, context.peer(), kind)
         if isinstance(result, StreamRefused):
             self._metrics.streams_refused += 1
-            code = grpc.StatusCode.RESOURCE_EXHAUSTED if result.overloaded else grpc.StatusCode.UNAVAILABLE
+            code = _REFUSAL_CODES[result.why]
             await _abort(context, code, result.reason)
         link = result.link
         assert isinstance(link, GrpcDeviceLink)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, STATUS_SERVER_LEAVING, mode_leds, render
-from actors.messages import CloseStream, Drain, StreamGrant, StreamKind, StreamRefused
+from actors.messages import CloseStream, Drain, Refusal, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
 from actors.supervisor import SupervisorPolicy
@@ -223,7 +223,7 @@ def test_devices_beyond_the_limit_are_refused_as_overloaded(library: SoundLibrar
     fleet.connect("kitchen")
     refused = fleet.open("hall", StreamKind.STATUS)
     assert isinstance(refused, StreamRefused)
-    assert refused.overloaded
+    assert refused.why is Refusal.FULL
     assert isinstance(fleet.open("kitchen", StreamKind.STATUS), StreamGrant)
 
 
@@ -233,6 +233,18 @@ def test_draining_stops_playback_shows_leaving_and_refuses_new_streams(fleet: Ac
     fleet.supervisor.tell(Drain())
     refused = fleet.open("hall", StreamKind.STATUS)
     assert isinstance(refused, StreamRefused)
-    assert not refused.overloaded
+    assert refused.why is Refusal.DRAINING
     link.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_SERVER_LEAVING.rgba)
     assert link.audio_outlet.commands.items[-1] == ("stop",)
+
+
+def test_a_superseded_connection_cannot_win_the_device_back(fleet: ActorFleet) -> None:
+    old_peer, new_peer = "ipv4:127.0.0.1:1000", OTHER_PEER
+    fleet.open("kitchen", StreamKind.STATUS, old_peer)
+    fleet.open("kitchen", StreamKind.STATUS, new_peer)
+    late = fleet.open("kitchen", StreamKind.EVENTS, old_peer)
+    assert isinstance(late, StreamRefused)
+    assert late.why is Refusal.SUPERSEDED
+    for kind in (StreamKind.EVENTS, StreamKind.AUDIO):
+        assert isinstance(fleet.open("kitchen", kind, new_peer), StreamGrant)
+    assert fleet.link_of("kitchen").peer == new_peer

@@ -379,3 +379,27 @@ def test_losing_only_the_audio_stream_shows_an_error(library: SoundLibrary) -> N
             await dev.wait_for_leds(lambda leds: leds[1] >> 8 == STATUS_ERROR.rgba >> 8, 2)
 
     run(scenario)
+
+
+def test_two_connections_racing_for_one_device_id_leave_exactly_one_whole(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with serving(library) as plane:
+            for _ in range(5):
+                first, second = device(plane, "kitchen"), device(plane, "kitchen")
+                await asyncio.gather(first.connect(), second.connect())
+                await asyncio.sleep(0.3)
+                whole = [dev for dev in (first, second) if not dev.stream_errors]
+                assert len(whole) == 1, [dev.stream_errors for dev in (first, second)]
+                [winner] = whole
+                loser = second if winner is first else first
+                kinds: tuple[StreamKind, ...] = ("status", "events", "audio")
+                for kind in kinds:
+                    code, _ = await loser.wait_for_stream_end(kind, 2)
+                    assert code == grpc.StatusCode.ABORTED
+                assert await winner.press(Button.MODE)
+                assert (await fleet_status(plane)).connected == 1
+                await first.disconnect()
+                await second.disconnect()
+                await wait_for_fleet(plane, lambda status: status.connected == 0)
+
+    run(scenario)
