@@ -27,6 +27,8 @@ class ServerConfig:
     grace: float = 10.0
     max_devices: int = 100_000
     state_db: str = "state/devices.sqlite3"
+    event_rate: float = 20.0
+    event_burst: int = 40
     metrics_port: int = 9095
     keepalive_time: float = 20.0
     keepalive_timeout: float = 10.0
@@ -63,6 +65,8 @@ class ServerConfig:
             raise ValueError(
                 f"the permitted client ping interval must be >= 1 s, not {self.min_client_ping_interval}"
             )
+        if self.event_rate <= 0 or self.event_burst < 1:
+            raise ValueError("the event rate must be > 0 and the burst >= 1")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {LOG_FORMATS}, not {self.log_format}")
         if self.log_level not in LOG_LEVELS:
@@ -89,6 +93,13 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         int,
         "devices served at once; more are refused with RESOURCE_EXHAUSTED",
     ),
+    (
+        "event_rate",
+        "ACP_EVENT_RATE",
+        float,
+        "button events per second a device may send; more are acked false",
+    ),
+    ("event_burst", "ACP_EVENT_BURST", int, "events a device may send at once above its rate"),
     (
         "state_db",
         "ACP_STATE_DB",

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
+from google.protobuf.message import DecodeError
+
 T = TypeVar("T")
 
 
@@ -15,6 +17,10 @@ class StreamEnded(Exception):
 
 class EndOfStream(Exception):
     """The device half-closed its side of the stream."""
+
+
+class MalformedMessage(Exception):
+    """The device sent bytes that do not parse as the stream's message type."""
 
 
 async def first_of(awaitable: Awaitable[T], ended: asyncio.Future[Any]) -> T:
@@ -44,3 +50,5 @@ async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[Any]) -
         return await first_of(requests.__anext__(), ended)
     except StopAsyncIteration:
         raise EndOfStream from None
+    except DecodeError as error:
+        raise MalformedMessage(str(error)) from None

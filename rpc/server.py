@@ -92,7 +92,10 @@ class ControlPlane:
         supervisor = SupervisorActor.start(self.library, self.store, link_factory, policy, self.metrics)
         server = grpc.aio.server(options=grpc_options(self.config))
         comms_pb2_grpc.add_DeviceServiceServicer_to_server(
-            DeviceService(FleetGateway(supervisor, loop), self.metrics), server
+            DeviceService(
+                FleetGateway(supervisor, loop), self.metrics, self.config.event_rate, self.config.event_burst
+            ),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

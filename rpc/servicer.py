@@ -24,7 +24,8 @@ from rpc.gateway import FleetGateway
 from rpc.link import Ending, GrpcDeviceLink, StreamSlot
 from rpc.metadata import BadDeviceId, device_id_from
 from rpc.metrics import Metrics
-from rpc.racing import EndOfStream, StreamEnded, next_message
+from rpc.racing import EndOfStream, MalformedMessage, StreamEnded, next_message
+from rpc.ratelimit import TokenBucket
 from rpc.status import StatusConversation
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,13 @@ class _Stream:
 
 
 class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
-    def __init__(self, fleet: FleetGateway, metrics: Metrics) -> None:
+    def __init__(
+        self, fleet: FleetGateway, metrics: Metrics, event_rate: float = 20.0, event_burst: int = 40
+    ) -> None:
         self._fleet = fleet
         self._metrics = metrics
+        self._event_rate = event_rate
+        self._event_burst = event_burst
 
     async def StatusStream(
         self, request_iterator: AsyncIterator[pb.DeviceStatusResponse], context: StatusContext
@@ -71,11 +76,14 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 return
             except StreamEnded:
                 await _end(context, stream.slot)
+            except MalformedMessage as error:
+                await _malformed(context, "DeviceStatusResponse", error)
 
     async def EventStream(
         self, request_iterator: AsyncIterator[pb.DeviceEvent], context: EventContext
     ) -> AsyncIterator[pb.DeviceEventResponse]:
         async with self._stream(context, StreamKind.EVENTS) as stream:
+            bucket = TokenBucket(self._event_rate, self._event_burst)
             while True:
                 try:
                     event = await next_message(request_iterator, stream.slot.ended)
@@ -83,6 +91,8 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                     return
                 except StreamEnded:
                     await _end(context, stream.slot)
+                except MalformedMessage as error:
+                    await _malformed(context, "DeviceEvent", error)
                 received_at = time.monotonic()
                 try:
                     button = button_input_of(event)
@@ -93,6 +103,10 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                     yield NACK
                     continue
                 self._metrics.events.labels(button.button.value, button.gesture.value).inc()
+                if not bucket.allow():
+                    self._metrics.nacks.labels("rate-limited").inc()
+                    yield NACK
+                    continue
                 accepted = await self._fleet.press(
                     stream.device_id, stream.grant.session, button, received_at
                 )
@@ -148,6 +162,10 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
 async def _end(context: AnyContext, slot: StreamSlot) -> NoReturn:
     ending = slot.ended.result()
     await _abort(context, ending.code, ending.details)
+
+
+async def _malformed(context: AnyContext, message_type: str, error: MalformedMessage) -> NoReturn:
+    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {message_type}: {error}")
 
 
 async def _abort(context: AnyContext, code: grpc.StatusCode, details: str) -> NoReturn:
