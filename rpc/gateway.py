@@ -28,7 +28,23 @@ class FleetGateway:
         self._ack_timeout = ack_timeout
 
     async def open_stream(self, device_id: str, peer: str, kind: StreamKind) -> StreamGrant | StreamRefused:
-        return await self._request(lambda reply: OpenStream(device_id, peer, kind, reply), timeout=30.0)
+        """A grant that arrives after the caller gave up (the call was cancelled) is closed at once,
+        or the supervisor would count a stream that nobody serves."""
+        future: asyncio.Future[StreamGrant | StreamRefused] = self._loop.create_future()
+        loop = self._loop
+
+        def granted(result: StreamGrant | StreamRefused) -> None:
+            if future.done():
+                if isinstance(result, StreamGrant):
+                    self.close_stream(device_id, result, kind)
+                return
+            future.set_result(result)
+
+        def reply(result: StreamGrant | StreamRefused) -> None:
+            loop.call_soon_threadsafe(granted, result)
+
+        self._supervisor.tell(OpenStream(device_id, peer, kind, reply))
+        return await asyncio.wait_for(future, 30.0)
 
     def close_stream(self, device_id: str, grant: StreamGrant, kind: StreamKind) -> None:
         with contextlib.suppress(pykka.ActorDeadError):

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from google.protobuf.message import DecodeError
+from rpc.registration import Malformed
 
 T = TypeVar("T")
 
@@ -47,8 +47,9 @@ async def next_message(requests: AsyncIterator[T], ended: asyncio.Future[Any]) -
     if ended.done():
         raise StreamEnded
     try:
-        return await first_of(requests.__anext__(), ended)
+        message = await first_of(requests.__anext__(), ended)
     except StopAsyncIteration:
         raise EndOfStream from None
-    except DecodeError as error:
-        raise MalformedMessage(str(error)) from None
+    if isinstance(message, Malformed):
+        raise MalformedMessage(str(message))
+    return message

@@ -23,10 +23,10 @@ from actors.supervisor import SupervisorActor, SupervisorPolicy
 from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
 from rpc import comms_pb2 as pb
-from rpc import comms_pb2_grpc
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
 from rpc.metrics import Metrics
+from rpc.registration import add_device_service
 from rpc.servicer import DeviceService
 from rpc.tracks import TrackBook
 
@@ -91,7 +91,7 @@ class ControlPlane:
         policy = SupervisorPolicy(max_devices=self.config.max_devices)
         supervisor = SupervisorActor.start(self.library, self.store, link_factory, policy, self.metrics)
         server = grpc.aio.server(options=grpc_options(self.config))
-        comms_pb2_grpc.add_DeviceServiceServicer_to_server(
+        add_device_service(
             DeviceService(
                 FleetGateway(supervisor, loop), self.metrics, self.config.event_rate, self.config.event_burst
             ),

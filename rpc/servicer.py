@@ -26,6 +26,7 @@ from rpc.metadata import BadDeviceId, device_id_from
 from rpc.metrics import Metrics
 from rpc.racing import EndOfStream, MalformedMessage, StreamEnded, next_message
 from rpc.ratelimit import TokenBucket
+from rpc.registration import Malformed
 from rpc.status import StatusConversation
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             except StreamEnded:
                 await _end(context, stream.slot)
             except MalformedMessage as error:
-                await _malformed(context, "DeviceStatusResponse", error)
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
     async def EventStream(
         self, request_iterator: AsyncIterator[pb.DeviceEvent], context: EventContext
@@ -92,7 +93,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 except StreamEnded:
                     await _end(context, stream.slot)
                 except MalformedMessage as error:
-                    await _malformed(context, "DeviceEvent", error)
+                    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
                 received_at = time.monotonic()
                 try:
                     button = button_input_of(event)
@@ -115,8 +116,10 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 yield ACK if accepted else NACK
 
     async def ServerAudioStream(
-        self, request: pb.AudioStreamRequest, context: AudioContext
+        self, request: pb.AudioStreamRequest | Malformed, context: AudioContext
     ) -> AsyncIterator[pb.AudioPacket]:
+        if isinstance(request, Malformed):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(request))
         if not request.start:
             await _abort(
                 context,
@@ -162,10 +165,6 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
 async def _end(context: AnyContext, slot: StreamSlot) -> NoReturn:
     ending = slot.ended.result()
     await _abort(context, ending.code, ending.details)
-
-
-async def _malformed(context: AnyContext, message_type: str, error: MalformedMessage) -> NoReturn:
-    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {message_type}: {error}")
 
 
 async def _abort(context: AnyContext, code: grpc.StatusCode, details: str) -> NoReturn:

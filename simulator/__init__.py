@@ -1,11 +1,11 @@
 """A headless device simulator: the real device client's behaviour on the wire, driven from asyncio."""
 
 from simulator.buttons import Button, EventType, button_event
+from simulator.call_status import StreamEnd
 from simulator.device import (
     AudioLoopError,
     EventLostError,
     SimulatedDevice,
-    StreamEnd,
     StreamKind,
 )
 from simulator.leds import POWER_ON, Leds, format_leds, reported

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -22,6 +23,13 @@ import grpc
 from media.opus import OpusDecoder
 from rpc import comms_pb2, comms_pb2_grpc
 from simulator.buttons import Button, EventType, button_event
+from simulator.call_status import (
+    MADE_UP_STATUS,
+    StreamEnd,
+    drain_after_failed_write,
+    peek_status,
+    status_after_race,
+)
 from simulator.leds import ALL_OFF, OFF, POWER_ON, Leds, apply_set, device_status
 from simulator.recording import Recording
 
@@ -36,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 StreamKind = Literal["status", "events", "audio"]
 STREAM_KINDS: tuple[StreamKind, ...] = ("status", "events", "audio")
-StreamEnd: TypeAlias = "tuple[grpc.StatusCode, str]"
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_DEVICE_ID = "test_client"
@@ -98,6 +105,8 @@ class _Connection:
         self.events_closed: str | None = None
         self.audio_stopped: str | None = None
         self.open_recording: Recording | None = None
+        self.server_status: dict[str, StreamEnd] = {}
+        """The first real status of each call, caught as it is set (see simulator.call_status)."""
 
 
 class SimulatedDevice:
@@ -228,6 +237,12 @@ class SimulatedDevice:
         )
         self._conn = conn
         self.stream_ends.clear()
+        for kind, call in (
+            ("status", conn.status_call),
+            ("events", conn.event_call),
+            ("audio", conn.audio_call),
+        ):
+            call.add_done_callback(functools.partial(self._note_status, conn, kind))
         conn.workers = [
             self._spawn(self._answer_status(conn), "status"),
             self._spawn(self._send_events(conn), "events"),
@@ -300,7 +315,9 @@ class SimulatedDevice:
             try:
                 await call.write(pending.event)
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-                self._events_lost(conn, f"EventStream ended before the event was sent: {exc}")
+                self._events_lost(conn, "EventStream ended before the event was sent")
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    await drain_after_failed_write(call, exc)
                 return
             self._outbox.popleft()
             conn.in_flight = pending
@@ -346,7 +363,11 @@ class SimulatedDevice:
                 request = await _read(call, comms_pb2.DeviceStatusRequest)
                 if request is None:
                     return
-                await call.write(self._answer(conn, request))
+                try:
+                    await call.write(self._answer(conn, request))
+                except grpc.aio.AioRpcError as exc:
+                    await drain_after_failed_write(call, exc)
+                    return
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             return  # the watcher records why the server ended the stream
 
@@ -451,6 +472,9 @@ class SimulatedDevice:
         """Record how the server ended a call; our own cancel at disconnect is not recorded."""
         code = await call.code()
         details = await call.details() or ""
+        if (code, details) == MADE_UP_STATUS and kind not in conn.server_status:
+            code, details = await status_after_race(call)
+        code, details = conn.server_status.get(kind, (code, details))
         if conn.closing and code == grpc.StatusCode.CANCELLED:
             return
         self.stream_ends[kind] = (code, details)
@@ -460,6 +484,13 @@ class SimulatedDevice:
         self._notify()
         if self.on_stream_end is not None:
             _run_hook(self.on_stream_end, kind, code, details)
+
+    def _note_status(self, conn: _Connection, kind: str, call: object) -> None:
+        """Runs the moment gRPC sets a call's status, before a racing write can overwrite it."""
+        end = peek_status(call)
+        if end is not None and end != MADE_UP_STATUS and kind not in conn.server_status:
+            conn.server_status[kind] = end
+            self._notify()
 
     # -- waiting ------------------------------------------------------------------------------------
 

@@ -79,6 +79,8 @@ class FakeDeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[m
         self.ack_gate.set()
         self.ack_for: Callable[[comms_pb2.DeviceEvent], bool] = default_ack
         self.abort_on_open: dict[str, tuple[grpc.StatusCode, str]] = {}
+        self.status_burst_then_abort: tuple[int, grpc.StatusCode, str] | None = None
+        """Send that many GETs at once, then end StatusStream: the device's answers race with the end."""
         self.opened: list[tuple[str, str]] = []
         self.cancelled: list[str] = []
         """The handlers grpc cancelled because the device cancelled their call."""
@@ -98,6 +100,11 @@ class FakeDeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[m
         context: grpc.aio.ServicerContext[object, object],
     ) -> None:
         await self._open("status", context)
+        if self.status_burst_then_abort is not None:
+            count, code, details = self.status_burst_then_abort
+            for _ in range(count):
+                await context.write(GET)
+            await context.abort(code, details)
 
         async def send() -> None:
             while True:
@@ -502,6 +509,16 @@ def test_a_stream_the_server_aborts_is_reported_and_presses_then_fail() -> None:
                 await dev.press(Button.MODE)
             await settle(service)
         assert dev.stream_errors == {"events": end}
+
+    run(scenario)
+
+
+def test_an_answer_racing_with_the_servers_end_still_reports_the_servers_status() -> None:
+    async def scenario(service: FakeDeviceService, target: str) -> None:
+        service.status_burst_then_abort = (50, grpc.StatusCode.ABORTED, "a newer connection took over")
+        async with device(target) as dev:
+            end = await dev.wait_for_stream_end("status", 5)
+        assert end == (grpc.StatusCode.ABORTED, "a newer connection took over")
 
     run(scenario)
 
