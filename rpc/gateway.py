@@ -1,7 +1,10 @@
 """The supervisor as the event loop sees it: awaitable requests that never block the loop.
 
 Pykka futures block in ``get()``; instead each request carries a reply callable that
-resolves an asyncio future through ``call_soon_threadsafe``.
+resolves an asyncio future through ``call_soon_threadsafe``. Timeouts use ``asyncio.timeout``,
+never ``asyncio.wait_for``: on Python 3.11 ``wait_for`` returns a result that arrives together
+with a cancellation and swallows the cancellation, which left handlers of cancelled calls
+waiting forever.
 """
 
 from __future__ import annotations
@@ -44,7 +47,14 @@ class FleetGateway:
             loop.call_soon_threadsafe(granted, result)
 
         self._supervisor.tell(OpenStream(device_id, peer, kind, reply))
-        return await asyncio.wait_for(future, 30.0)
+        try:
+            async with asyncio.timeout(30.0):
+                return await future
+        except (asyncio.CancelledError, TimeoutError):
+            # Cancelled just as the grant arrived: the grant is ours to close.
+            if future.done() and not future.cancelled() and isinstance(future.result(), StreamGrant):
+                self.close_stream(device_id, future.result(), kind)  # type: ignore[arg-type]
+            raise
 
     def close_stream(self, device_id: str, grant: StreamGrant, kind: StreamKind) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
@@ -68,7 +78,8 @@ class FleetGateway:
             loop.call_soon_threadsafe(_resolve, future, value)
 
         self._supervisor.tell(make(reply))
-        return await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):
+            return await future
 
 
 def _resolve(future: asyncio.Future[T], value: T) -> None:

@@ -130,7 +130,8 @@ class StatusConversation:
     async def _backoff(self, version: int, failures: int) -> None:
         """Wait out the retry delay, but not past a newer state."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._mailbox.changed_since(version), self._policy.delay(failures))
+            async with asyncio.timeout(self._policy.delay(failures)):
+                await self._mailbox.changed_since(version)
 
 
 def _describe(answer: pb.DeviceStatusResponse) -> str:
