@@ -1,0 +1,176 @@
+"""PNG plots of a suite's results: latency CDFs, lateness over time, and the capacity curve.
+
+Drawn with matplotlib's Agg backend (no display needed), from ``results.json`` alone, so a
+results file can be re-plotted later: ``python -m bench.plots bench/results/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib  # type: ignore[import-not-found,unused-ignore]  # an optional extra of the bench
+
+matplotlib.use("Agg")  # no display: the backend must be chosen before pyplot is imported
+
+import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+
+COLOURS = {"project": "tab:blue", "bare": "tab:orange"}
+FRAME_STYLES = {20: "-", 60: "--", 40: "-.", 10: ":"}
+LATENCIES = (
+    ("press_to_ack", "press → ack"),
+    ("press_to_led", "press Mode → LED SET"),
+    ("play_to_first_packet", "Play → first packet"),
+    ("stop_to_end", "Stop → end packet"),
+)
+
+
+def plot_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        latency_cdfs(results, out_dir / "latency_cdf.png"),
+        lateness_over_time(results, out_dir / "lateness_over_time.png"),
+        capacity_curve(results, out_dir / "capacity.png"),
+    ]
+
+
+def _runs(results: dict[str, Any], step: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (run["server"], run["report"]) for run in results["runs"] if run["step"] == step and "report" in run
+    ]
+
+
+def latency_cdfs(results: dict[str, Any], path: Path) -> Path:
+    """Per latency, a CDF per server and per situation: idle probes, a busy fleet, probes while streaming."""
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+    sources: list[tuple[str, str, str]] = [
+        ("idle", "probe_", "idle fleet (probes)"),
+        ("mode-presses", "", "fleet pressing Mode"),
+        ("play-stop", "", "Play/Stop churn"),
+    ]
+    streaming = _runs(results, "streaming")
+    for axis, (name, title) in zip(axes.flat, LATENCIES, strict=True):
+        for step, prefix, situation in sources:
+            for server, report in _runs(results, step):
+                points = report.get("cdf", {}).get(prefix + name)
+                if points:
+                    _cdf(axis, points, f"{server}: {situation}, {report['devices']} devices", server, step)
+        # Probes while everyone streams: the largest fleet each server carried on time at 20 ms.
+        for server in COLOURS:
+            mine = [r for s, r in streaming if s == server and r["probe_latency"][name].get("count")]
+            if mine:
+                report = max(mine, key=lambda r: (r["options"]["frame_ms"] == 20, r["devices"]))
+                points = report.get("cdf", {}).get("probe_" + name)
+                if points:
+                    label = (
+                        f"{server}: probes, {report['devices']} streaming @{report['options']['frame_ms']} ms"
+                    )
+                    _cdf(axis, points, label, server, "streaming")
+        axis.set_title(title)
+        axis.set_xscale("log")
+        axis.set_xlabel("ms (log)")
+        axis.set_ylabel("fraction")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7, loc="lower right")
+    figure.suptitle("Latency at the device, project vs bare baseline")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _cdf(axis: Any, points: list[list[float]], label: str, server: str, step: str) -> None:
+    styles = {"idle": "-", "mode-presses": "--", "play-stop": "-.", "streaming": ":"}
+    xs = [max(point[0], 0.01) for point in points]
+    ys = [point[1] for point in points]
+    axis.step(xs, ys, where="post", label=label, color=COLOURS.get(server), linestyle=styles.get(step, "-"))
+
+
+def lateness_over_time(results: dict[str, Any], path: Path) -> Path:
+    """Per-second p99 lateness of every streaming run, one panel per packet duration."""
+    runs = _runs(results, "streaming")
+    frames = sorted({report["options"]["frame_ms"] for _, report in runs}) or [20]
+    figure, axes = plt.subplots(1, len(frames), figsize=(7 * len(frames), 5), squeeze=False)
+    sizes = sorted({report["devices"] for _, report in runs})
+    palette = plt.get_cmap("viridis")
+    for axis, frame_ms in zip(axes[0], frames, strict=True):
+        for server, report in runs:
+            if report["options"]["frame_ms"] != frame_ms:
+                continue
+            series = report["series"]["lateness"]
+            colour = palette(sizes.index(report["devices"]) / max(1, len(sizes) - 1))
+            axis.plot(
+                [row["t"] for row in series],
+                [row["p99_ms"] for row in series],
+                color=colour,
+                linestyle="-" if server == "project" else "--",
+                label=f"{server} {report['devices']}",
+            )
+        axis.axhline(results.get("on_time", {}).get("p99_lateness_ms", 20.0), color="red", linewidth=0.8)
+        axis.set_yscale("symlog", linthresh=10)
+        axis.set_title(f"p99 lateness per second, {frame_ms} ms packets (solid: project, dashed: bare)")
+        axis.set_xlabel("seconds since the fleet started")
+        axis.set_ylabel("ms (symlog; -pre-roll = on schedule)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def capacity_curve(results: dict[str, Any], path: Path) -> Path:
+    """Streaming devices → server CPU, p99 lateness and underruns, project vs bare, per packet duration."""
+    rows = results.get("capacity", [])
+    figure, axes = plt.subplots(1, 4, figsize=(22, 5))
+    panels = (
+        ("server_cpu_percent", "server CPU (% of one core)", "linear"),
+        ("delivered_fraction", "packets delivered ÷ real-time rate (steady state)", "linear"),
+        ("p99_lateness_ms", "p99 lateness (ms, symlog)", "symlog"),
+        ("underruns_after_preroll", "underruns after pre-roll (60 ms jitter buffer)", "symlog"),
+    )
+    for axis, (key, title, scale) in zip(axes, panels, strict=True):
+        for server in COLOURS:
+            for frame_ms in sorted({row["frame_ms"] for row in rows}):
+                points = sorted(
+                    (row["devices"], row[key])
+                    for row in rows
+                    if row["server"] == server and row["frame_ms"] == frame_ms and row[key] is not None
+                )
+                if points:
+                    axis.plot(
+                        [p[0] for p in points],
+                        [p[1] for p in points],
+                        marker="o",
+                        color=COLOURS[server],
+                        linestyle=FRAME_STYLES.get(frame_ms, "-"),
+                        label=f"{server}, {frame_ms} ms packets",
+                    )
+        if key == "p99_lateness_ms":
+            axis.axhline(results.get("on_time", {}).get("p99_lateness_ms", 20.0), color="red", linewidth=0.8)
+        axis.set_xscale("log")
+        if scale == "symlog":
+            axis.set_yscale("symlog", linthresh=10)
+        axis.set_xlabel("devices streaming")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Capacity: everyone streaming (server and load generator share the machine's cores)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    source = Path(args[0]) if args else Path(__file__).resolve().parent / "results" / "results.json"
+    for path in plot_all(json.loads(source.read_text()), source.parent):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
