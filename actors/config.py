@@ -35,6 +35,15 @@ class ServerConfig:
     min_client_ping_interval: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_secret_file: Path | None = None
+
+    @property
+    def loopback_only(self) -> bool:
+        host = self.host.strip("[]")
+        return host in ("localhost", "::1") or host.startswith("127.")
 
     @property
     def address(self) -> str:
@@ -67,6 +76,10 @@ class ServerConfig:
             )
         if self.event_rate <= 0 or self.event_burst < 1:
             raise ValueError("the event rate must be > 0 and the burst >= 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("mutual TLS (--tls-client-ca) needs the server's own --tls-cert and --tls-key")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {LOG_FORMATS}, not {self.log_format}")
         if self.log_level not in LOG_LEVELS:
@@ -127,6 +140,20 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ),
     ("log_level", "ACP_LOG_LEVEL", str, f"one of {', '.join(LOG_LEVELS)}"),
     ("log_format", "ACP_LOG_FORMAT", str, f"one of {', '.join(LOG_FORMATS)}"),
+    ("tls_cert", "ACP_TLS_CERT", Path, "PEM certificate chain: serve TLS instead of plaintext"),
+    ("tls_key", "ACP_TLS_KEY", Path, "PEM private key of --tls-cert"),
+    (
+        "tls_client_ca",
+        "ACP_TLS_CLIENT_CA",
+        Path,
+        "PEM CA bundle: require client certificates it signed (mTLS)",
+    ),
+    (
+        "auth_secret_file",
+        "ACP_AUTH_SECRET_FILE",
+        Path,
+        "file holding the secret for per-device tokens: every stream then needs device-token metadata",
+    ),
 )
 
 

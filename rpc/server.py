@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from actors.supervisor import SupervisorActor, SupervisorPolicy
 from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
 from rpc import comms_pb2 as pb
+from rpc.auth import DeviceAuthenticator, load_secret
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
 from rpc.metrics import Metrics
@@ -63,6 +65,10 @@ class ControlPlane:
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
         self.store: StateStore = store or open_store(config.state_db)
         self.metrics = Metrics()
+        self.credentials = server_credentials(config)
+        self.authenticator = (
+            DeviceAuthenticator(load_secret(config.auth_secret_file)) if config.auth_secret_file else None
+        )
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
         self.metrics_port: int | None = None
@@ -93,7 +99,11 @@ class ControlPlane:
         server = grpc.aio.server(options=grpc_options(self.config))
         add_device_service(
             DeviceService(
-                FleetGateway(supervisor, loop), self.metrics, self.config.event_rate, self.config.event_burst
+                FleetGateway(supervisor, loop),
+                self.metrics,
+                self.config.event_rate,
+                self.config.event_burst,
+                self.authenticator,
             ),
             server,
         )
@@ -102,7 +112,10 @@ class ControlPlane:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         try:
-            port = server.add_insecure_port(self.config.address)
+            if self.credentials is None:
+                port = server.add_insecure_port(self.config.address)
+            else:
+                port = server.add_secure_port(self.config.address, self.credentials)
             await server.start()
             if self.config.metrics_port >= 0:
                 self._metrics_server, _ = start_http_server(
@@ -115,6 +128,12 @@ class ControlPlane:
             supervisor.stop()
             await server.stop(None)
             raise
+        if self.credentials is None and not self.config.loopback_only:
+            logger.warning(
+                "listening on %s without TLS: device traffic and tokens cross the network in plaintext "
+                "(see --tls-cert, --tls-key)",
+                self.config.host,
+            )
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._transport, self._supervisor, self._server, self.port = transport, supervisor, server, port
@@ -178,6 +197,28 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS when a client CA is too."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    client_ca = _read_pem(config.tls_client_ca, "client CA") if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(_read_pem(config.tls_key, "TLS key"), _read_pem(config.tls_cert, "TLS certificate"))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read the {what} {path}: {error.strerror}") from None
+    if b"-----BEGIN" not in data:
+        raise ValueError(f"the {what} {path} is not PEM")
+    return data
 
 
 def _http_host(grpc_host: str) -> str:

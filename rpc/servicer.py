@@ -19,6 +19,7 @@ from actors.logs import for_device
 from actors.messages import Refusal, StreamGrant, StreamKind, StreamRefused
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
+from rpc.auth import AuthError, DeviceAuthenticator
 from rpc.events import UnsupportedEvent, button_input_of
 from rpc.gateway import FleetGateway
 from rpc.link import Ending, GrpcDeviceLink, StreamSlot
@@ -56,9 +57,15 @@ class _Stream:
 
 class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
     def __init__(
-        self, fleet: FleetGateway, metrics: Metrics, event_rate: float = 20.0, event_burst: int = 40
+        self,
+        fleet: FleetGateway,
+        metrics: Metrics,
+        event_rate: float = 20.0,
+        event_burst: int = 40,
+        authenticator: DeviceAuthenticator | None = None,
     ) -> None:
         self._fleet = fleet
+        self._authenticator = authenticator
         self._metrics = metrics
         self._event_rate = event_rate
         self._event_burst = event_burst
@@ -144,6 +151,11 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             device_id = device_id_from(context.invocation_metadata())
         except BadDeviceId as error:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        if self._authenticator is not None:
+            try:
+                self._authenticator.check(device_id, context.invocation_metadata())
+            except AuthError as error:
+                await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(error))
         result = await self._fleet.open_stream(device_id, context.peer(), kind)
         if isinstance(result, StreamRefused):
             self._metrics.streams_refused += 1

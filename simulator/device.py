@@ -126,6 +126,7 @@ class SimulatedDevice:
         play_in_real_time: bool = True,
         connect_timeout: float | None = 5.0,
         power_colour: int = POWER_ON,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.target = target
         self.device_id = device_id
@@ -137,6 +138,8 @@ class SimulatedDevice:
         """Like the real device, read no packets while a clip plays (its duration); off for fast tests."""
         self.connect_timeout = connect_timeout
         self.power_colour = power_colour
+        self.credentials = credentials
+        """TLS (or mutual TLS) credentials; plaintext when None, like today's device."""
 
         self.leds: Leds = ALL_OFF
         self.led_history: list[tuple[float, Leds]] = []
@@ -212,7 +215,11 @@ class SimulatedDevice:
         """
         if self._conn is not None:
             raise RuntimeError(f"device {self.device_id!r} is already connected")
-        channel = grpc.aio.insecure_channel(self.target)
+        channel = (
+            grpc.aio.insecure_channel(self.target)
+            if self.credentials is None
+            else grpc.aio.secure_channel(self.target, self.credentials)
+        )
         try:
             if self.connect_timeout is not None:
                 async with asyncio.timeout(self.connect_timeout):
