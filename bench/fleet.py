@@ -34,6 +34,7 @@ import numpy as np
 from actors.leds import mode_leds
 from media.opus import OpusDecoder
 from rpc import comms_pb2 as pb
+from simulator.leds import device_status
 
 SERVICE = "/com.opalcamera.test.DeviceService/"
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -295,25 +296,8 @@ class Device:
                 self.led_waiter.set_result(now)
 
     def _state(self) -> pb.DeviceStatusResponse:
-        """A GET's answer: the six colours at full intensity, no button held, full battery."""
-        colours = [pb.RGBAColor(rgba=(value & 0xFFFFFF00) | 0xFF if value else 0) for value in self.leds]
-        colours[0] = pb.RGBAColor(rgba=POWER_ON)
-        released = pb.DeviceStatus.RELEASED
-        return pb.DeviceStatusResponse(
-            state=pb.DeviceStatus(
-                led_0=colours[0],
-                led_1=colours[1],
-                led_2=colours[2],
-                led_3=colours[3],
-                led_4=colours[4],
-                led_5=colours[5],
-                button_1=released,
-                button_2=released,
-                button_3=released,
-                button_4=released,
-                battery_level=1.0,
-            )
-        )
+        """A GET's answer, as the real device (and the simulator) gives it."""
+        return pb.DeviceStatusResponse(state=device_status((POWER_ON, *self.leds[1:])))
 
     # -- audio: timed on arrival ----------------------------------------------------------------
 

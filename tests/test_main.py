@@ -63,8 +63,8 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
     assert "ACP_PORT='fifty'" in capsys.readouterr().err
 
 
-def test_a_sound_file_that_does_not_decode_stops_start_up_naming_the_file(tmp_path: Path) -> None:
-    (tmp_path / "2-broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+def start_up_error(*args: str) -> str:
+    """Run the server with a configuration that must not start; return what it said."""
     result = subprocess.run(
         [
             sys.executable,
@@ -74,39 +74,33 @@ def test_a_sound_file_that_does_not_decode_stops_start_up_naming_the_file(tmp_pa
             "0",
             "--metrics-port",
             "-1",
-            "--sounds-dir",
-            str(tmp_path),
+            "--state-db",
+            ":memory:",
+            *args,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
-    assert "2-broken.wav" in result.stderr
+    assert result.returncode == 2, result.stderr
+    return result.stderr
+
+
+def test_a_sound_file_that_does_not_decode_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "2-broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    assert "2-broken.wav" in start_up_error("--sounds-dir", str(tmp_path))
 
 
 def test_a_missing_sounds_directory_stops_start_up(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actors.main",
-            "--port",
-            "0",
-            "--metrics-port",
-            "-1",
-            "--sounds-dir",
-            str(missing),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert str(missing) in result.stderr
+    assert str(missing) in start_up_error("--sounds-dir", str(missing))
+
+
+def test_a_state_store_that_is_not_a_database_stops_start_up_naming_it(tmp_path: Path) -> None:
+    bogus = tmp_path / "devices.sqlite3"
+    bogus.write_bytes(b"not a database " * 200)
+    assert str(bogus) in start_up_error("--state-db", str(bogus))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
