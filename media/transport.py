@@ -109,7 +109,7 @@ class AudioChannel(Generic[F]):
         return self._consumer is not None and self._consumer.recording_open
 
     def _is_current(self, consumer: AudioConsumer[F]) -> bool:
-        return not self.closed and consumer is self._consumer
+        return not self.closed and not consumer.closed and consumer is self._consumer
 
     async def _wait(self) -> None:
         if self._waiter is None or self._waiter.done():
@@ -131,6 +131,12 @@ class AudioConsumer(Generic[F]):
     def __init__(self, channel: AudioChannel[F]) -> None:
         self._channel = channel
         self.recording_open = False
+        self.closed = False
+
+    def close(self) -> None:
+        """This stream is gone: a reader waiting in ``next`` gets None."""
+        self.closed = True
+        self._channel._wake()
 
     async def next(self) -> F | None:
         """The next frame to send, or None once this stream is superseded or the channel closed."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import grpc
 
@@ -135,6 +135,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             )
         async with self._stream(context, StreamKind.AUDIO) as stream:
             consumer = stream.link.channel.attach()
+            context.add_done_callback(cast(Any, lambda _: consumer.close()))  # stubs want a class
             while True:
                 packet = await consumer.next()
                 if packet is None:
@@ -156,6 +157,10 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 self._authenticator.check(device_id, context.invocation_metadata())
             except AuthError as error:
                 await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(error))
+        registration = _Registration(self._fleet, self._metrics, device_id, kind)
+        # gRPC does not always cancel a handler whose call is gone (a call cancelled as it
+        # starts), so the call's own end closes the stream with the supervisor as well.
+        context.add_done_callback(cast(Any, registration.call_ended))  # stubs want a class
         result = await self._fleet.open_stream(device_id, context.peer(), kind)
         if isinstance(result, StreamRefused):
             self._metrics.streams_refused += 1
@@ -164,14 +169,45 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
         link = result.link
         assert isinstance(link, GrpcDeviceLink)
         slot = link.attach(kind)
-        streams = self._metrics.open_streams.labels(kind.value)
-        streams.inc()
+        registration.granted(result, link, slot)
         try:
             yield _Stream(device_id, result, link, slot)
         finally:
-            streams.dec()
-            link.detach(slot)
-            self._fleet.close_stream(device_id, result, kind)
+            registration.close()
+
+
+class _Registration:
+    """A stream's place with the supervisor, given back exactly once, however the call ends."""
+
+    def __init__(self, fleet: FleetGateway, metrics: Metrics, device_id: str, kind: StreamKind) -> None:
+        self._fleet = fleet
+        self._metrics = metrics
+        self._device_id = device_id
+        self._kind = kind
+        self._grant: tuple[StreamGrant, GrpcDeviceLink, StreamSlot] | None = None
+        self._call_over = False
+        self._closed = False
+
+    def granted(self, grant: StreamGrant, link: GrpcDeviceLink, slot: StreamSlot) -> None:
+        self._grant = (grant, link, slot)
+        self._metrics.open_streams.labels(self._kind.value).inc()
+        if self._call_over:
+            self.close()
+
+    def call_ended(self, _: object) -> None:
+        self._call_over = True
+        if self._grant is not None:
+            self._grant[2].end(Ending(grpc.StatusCode.CANCELLED, "the call has ended"))
+            self.close()
+
+    def close(self) -> None:
+        if self._closed or self._grant is None:
+            return
+        self._closed = True
+        grant, link, slot = self._grant
+        self._metrics.open_streams.labels(self._kind.value).dec()
+        link.detach(slot)
+        self._fleet.close_stream(self._device_id, grant, self._kind)
 
 
 async def _end(context: AnyContext, slot: StreamSlot) -> NoReturn:
