@@ -47,14 +47,20 @@ class FleetGateway:
             loop.call_soon_threadsafe(granted, result)
 
         self._supervisor.tell(OpenStream(device_id, peer, kind, reply))
+        handed_over = False
         try:
             async with asyncio.timeout(30.0):
-                return await future
-        except (asyncio.CancelledError, TimeoutError):
-            # Cancelled just as the grant arrived: the grant is ours to close.
-            if future.done() and not future.cancelled() and isinstance(future.result(), StreamGrant):
-                self.close_stream(device_id, future.result(), kind)  # type: ignore[arg-type]
-            raise
+                result = await future
+            handed_over = True
+            return result
+        finally:
+            # Given up (cancelled, timed out, or the handler closed with GeneratorExit, which
+            # leaves the future pending): a grant now or later is ours to close.
+            if not handed_over:
+                if not future.done():
+                    future.cancel()
+                elif not future.cancelled() and isinstance(grant := future.result(), StreamGrant):
+                    self.close_stream(device_id, grant, kind)
 
     def close_stream(self, device_id: str, grant: StreamGrant, kind: StreamKind) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
