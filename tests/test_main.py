@@ -63,26 +63,19 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
     assert "ACP_PORT='fifty'" in capsys.readouterr().err
 
 
-def start_up_error(*args: str) -> str:
-    """Run the server with a configuration that must not start; return what it said."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actors.main",
-            "--port",
-            "0",
-            "--metrics-port",
-            "-1",
-            "--state-db",
-            ":memory:",
-            *args,
-        ],
+def run_server(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the server with a configuration that must not start, and collect what it said."""
+    return subprocess.run(
+        [sys.executable, "-m", "actors.main", "--metrics-port", "-1", "--state-db", ":memory:", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def start_up_error(*args: str) -> str:
+    result = run_server("--port", "0", *args)
     assert result.returncode == 2, result.stderr
     return result.stderr
 
@@ -113,25 +106,7 @@ def test_the_server_stops_cleanly_on_a_signal(signum: signal.Signals, tmp_path: 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     first = ServerProcess(tmp_path / "server.log")
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "actors.main",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(first.port),
-                "--metrics-port",
-                "-1",
-                "--state-db",
-                ":memory:",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_server("--host", "127.0.0.1", "--port", str(first.port))
         assert result.returncode == 1
         assert f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
     finally:
