@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,6 +21,7 @@ from media.library import EncodedSound
 from media.transport import AudioChannel, AudioTransport, Outcome
 from rpc import comms_pb2 as pb
 from rpc.metrics import Metrics
+from rpc.slots import Ending, StreamSlot
 from rpc.tracks import TrackBook
 
 
@@ -70,32 +70,12 @@ class LedMailbox:
             self._waiter.set_result(None)
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """The status a stream ends with when the server ends it."""
-
-    code: grpc.StatusCode
-    details: str
-
-
 _CODES = {
     CloseCause.SUPERSEDED: grpc.StatusCode.ABORTED,
     CloseCause.RETIRED: grpc.StatusCode.ABORTED,
     CloseCause.FAILED: grpc.StatusCode.INTERNAL,
     CloseCause.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
 }
-
-
-class StreamSlot:
-    """One open stream of a connection; ``ended`` resolves when the server must end it."""
-
-    def __init__(self, kind: StreamKind) -> None:
-        self.kind = kind
-        self.ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
-
-    def end(self, ending: Ending) -> None:
-        if not self.ended.done():
-            self.ended.set_result(ending)
 
 
 class _LedOutlet:

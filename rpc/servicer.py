@@ -22,12 +22,12 @@ from rpc import comms_pb2_grpc
 from rpc.auth import AuthError, DeviceAuthenticator
 from rpc.events import UnsupportedEvent, button_input_of
 from rpc.gateway import FleetGateway
-from rpc.link import Ending, GrpcDeviceLink, StreamSlot
+from rpc.link import GrpcDeviceLink
 from rpc.metadata import BadDeviceId, device_id_from
 from rpc.metrics import Metrics
-from rpc.racing import EndOfStream, MalformedMessage, StreamEnded, next_message
 from rpc.ratelimit import TokenBucket
 from rpc.registration import Malformed
+from rpc.slots import Ending, EndOfStream, MalformedMessage, StreamEnded, StreamSlot, next_message
 from rpc.status import StatusConversation
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             bucket = TokenBucket(self._event_rate, self._event_burst)
             while True:
                 try:
-                    event = await next_message(request_iterator, stream.slot.ended)
+                    event = await next_message(request_iterator, stream.slot)
                 except EndOfStream:
                     return
                 except StreamEnded:

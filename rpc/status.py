@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from actors.leds import LedFrame
 from actors.logs import for_device
 from rpc import comms_pb2 as pb
-from rpc.link import LedMailbox, StreamSlot
+from rpc.link import LedMailbox
 from rpc.metrics import Metrics
-from rpc.racing import first_of, next_message
+from rpc.slots import StreamSlot, next_message
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class StatusConversation:
             if wanted is None or (shown is not None and same_colours(shown, wanted)):
                 mailbox.confirmed = version
                 cause = None
-                await first_of(mailbox.changed_since(version), self._slot.ended)
+                await self._slot.until_ended(mailbox.changed_since(version))
                 continue
             self._metrics.led_sets_sent += 1
             yield set_request(wanted)
@@ -112,13 +112,13 @@ class StatusConversation:
             shown = None
             if failures >= self._policy.attempts:
                 self._log.error("giving up on this LED state until the next change")
-                await first_of(self._mailbox.changed_since(version), self._slot.ended)
+                await self._slot.until_ended(self._mailbox.changed_since(version))
                 failures = 0
             else:
-                await first_of(self._backoff(version, failures), self._slot.ended)
+                await self._slot.until_ended(self._backoff(version, failures))
 
     async def _answer(self) -> pb.DeviceStatusResponse:
-        return await next_message(self._answers, self._slot.ended)
+        return await next_message(self._answers, self._slot)
 
     def _read_state(self, answer: pb.DeviceStatusResponse) -> LedFrame | None:
         if answer.WhichOneof("response") == "state":

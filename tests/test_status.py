@@ -11,9 +11,9 @@ import pytest
 from actors.leds import LedFrame
 from actors.messages import StreamKind
 from rpc import comms_pb2 as pb
-from rpc.link import Ending, LedMailbox, StreamSlot
+from rpc.link import LedMailbox
 from rpc.metrics import Metrics
-from rpc.racing import EndOfStream, StreamEnded
+from rpc.slots import Ending, EndOfStream, StreamEnded, StreamSlot
 from rpc.status import RetryPolicy, StatusConversation, set_request
 
 A: LedFrame = (0x00C000FF, 0xFF6000FF, 0, 0, 0)
