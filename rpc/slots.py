@@ -9,8 +9,7 @@ instead of a task and an ``asyncio.wait`` for every message read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -60,21 +59,23 @@ class StreamSlot:
             self._interrupted = True
             waiter.cancel()
 
-    @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Raises StreamEnded if the slot ends before or while the block waits.
+    async def until_ended(self, awaitable: Awaitable[T]) -> T:
+        """The awaitable's result, or StreamEnded if the slot ends before or while it waits.
 
         Only this slot's own cancellation becomes StreamEnded; a cancellation of the call
         itself (gRPC cancelling the handler) passes through, as ``asyncio.timeout`` does.
         """
         if self.ended.done():
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never awaited: say so, or Python warns about it
             raise StreamEnded
         task = asyncio.current_task()
         assert task is not None, "a stream waits inside its handler's task"
         cancelling = task.cancelling()
         self._waiter = task
         try:
-            yield
+            return await awaitable
         except asyncio.CancelledError:
             if self._take_interrupt(task) and task.cancelling() <= cancelling:
                 raise StreamEnded from None
@@ -82,7 +83,7 @@ class StreamSlot:
         finally:
             if self._waiter is task:
                 self._waiter = None
-            # The wait finished in the same loop turn as the end: the cancel is still owed.
+            # The awaitable swallowed the cancellation: take it back all the same.
             self._take_interrupt(task)
 
     def _take_interrupt(self, task: asyncio.Task[object]) -> bool:
@@ -92,17 +93,11 @@ class StreamSlot:
         task.uncancel()
         return True
 
-    async def until_ended(self, awaitable: Awaitable[T]) -> T:
-        """The awaitable's result, or StreamEnded if the slot ends first."""
-        with self.waiting():
-            return await awaitable
-
 
 async def next_message(requests: AsyncIterator[T], slot: StreamSlot) -> T:
     """The device's next message; EndOfStream when it has no more."""
     try:
-        with slot.waiting():
-            message = await anext(requests)
+        message = await slot.until_ended(anext(requests))
     except StopAsyncIteration:
         raise EndOfStream from None
     if isinstance(message, Malformed):
