@@ -27,6 +27,7 @@ from actors.messages import (
 )
 from actors.observer import FleetObserver, PlaybackEnd
 from actors.ports import DeviceLink, PlaybackEndCallback
+from actors.runtime import PooledActor
 from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, StopReason, Transition
 from actors.store import StateStore
 from media.library import SoundLibrary
@@ -40,7 +41,7 @@ _PLAYBACK_ENDS = {
 }
 
 
-class DeviceActor(pykka.ThreadingActor):
+class DeviceActor(PooledActor):
     """Applies the pure transitions of ``actors.state`` and carries out their effects.
 
     Audio packets never pass through this actor: it tells the link's audio outlet to
