@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -48,6 +47,9 @@ from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
 
+_SUPERSEDED_PEERS_KEPT = 16
+"""Connections of a device that lost it to a newer one and may not win it back (most recent)."""
+
 
 @dataclass(frozen=True)
 class SupervisorPolicy:
@@ -69,8 +71,9 @@ class _Device:
     actor: pykka.ActorRef[Any]
     session: _Session
     state: DeviceState
-    failures: deque[float] = field(default_factory=deque)
-    superseded_peers: deque[str] = field(default_factory=lambda: deque(maxlen=16))
+    # Lists, not deques: a deque's first block is ~0.7 KB, and there is one record per device.
+    failures: list[float] = field(default_factory=list)
+    superseded_peers: list[str] = field(default_factory=list)
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -182,6 +185,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _take_over(self, device_id: str, device: _Device, peer: str) -> None:
         old = device.session
         device.superseded_peers.append(old.link.peer)
+        del device.superseded_peers[:-_SUPERSEDED_PEERS_KEPT]
         device.session = _Session(self._next(), self._link_factory(device_id, peer))
         old.link.close(
             CloseCause.SUPERSEDED,
@@ -232,9 +236,8 @@ class SupervisorActor(pykka.ThreadingActor):
         if device is None or device.actor.actor_urn != message.actor_urn:
             return
         now = time.monotonic()
+        device.failures = [at for at in device.failures if now - at <= self._policy.restart_window]
         device.failures.append(now)
-        while device.failures and now - device.failures[0] > self._policy.restart_window:
-            device.failures.popleft()
         if len(device.failures) > self._policy.max_restarts:
             for_device(logger, message.device_id).error(
                 "actor failed %d times in %.0f s; ending its connection",
