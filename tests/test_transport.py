@@ -205,3 +205,26 @@ def test_many_channels_share_one_scheduler() -> None:
         await transport.close()
 
     run(scenario)
+
+
+def test_streams_of_different_packet_durations_each_keep_their_own_pace() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport = AudioTransport(preroll=0.04, tick=0.005, end_frame=END)
+        paces = (0.02, 0.06, 0.04)
+        channels = [AudioChannel[Frame](transport.channel_capacity(pace)) for pace in paces]
+        readers = [asyncio.ensure_future(drain(channel.attach(), lambda f: f.is_end)) for channel in channels]
+        starts = []
+        for index, (channel, pace) in enumerate(zip(channels, paces, strict=True)):
+            starts.append(loop.time())
+            transport.play(channel, track(f"p{index}-", 8), pace, lambda _: None)
+            await asyncio.sleep(0.013)  # staggered starts interleave in the due-time heap
+        results = await asyncio.gather(*readers)
+        for received, pace, started in zip(results, paces, starts, strict=True):
+            assert len(received) == 8
+            for index, (arrival, _) in enumerate(received):
+                assert arrival >= started + index * pace - 0.04 - 0.001, f"{pace} s packet {index} early"
+                assert arrival <= started + index * pace + 0.015, f"{pace} s packet {index} late"
+        await transport.close()
+
+    run(scenario)
