@@ -123,6 +123,42 @@ class _Inbox:
         self._actor = actor
 
 
+_STOP_FLAG_LOCK = threading.Lock()
+
+
+class _StopFlag(threading.Event):
+    """Pykka's ``actor_stopped`` without a Condition (a lock and a deque block, ~1 KB) per actor.
+
+    Pykka only sets and tests it; a ``wait`` gets a real Event, made the first time one is asked for.
+    """
+
+    def __init__(self) -> None:  # deliberately not Event.__init__: that builds the Condition
+        self._stopped = False
+        self._waitable: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._stopped
+
+    def set(self) -> None:
+        with _STOP_FLAG_LOCK:
+            self._stopped = True
+            waitable = self._waitable
+        if waitable is not None:
+            waitable.set()
+
+    def clear(self) -> None:
+        raise RuntimeError("a stopped actor stays stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with _STOP_FLAG_LOCK:
+            if self._stopped:
+                return True
+            if self._waitable is None:
+                self._waitable = threading.Event()
+            waitable = self._waitable
+        return waitable.wait(timeout)
+
+
 class PooledActor(pykka.Actor):
     """A Pykka actor whose messages run on an ``ActorPool`` rather than on a thread of its own."""
 
@@ -130,6 +166,11 @@ class PooledActor(pykka.Actor):
     """The pool this class's actors run on; None: the process's ``default_pool()``."""
 
     actor_inbox: _Inbox
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor_stopped = _StopFlag()
+        self.actor_ref.actor_stopped = self.actor_stopped
 
     @staticmethod
     def _create_actor_inbox() -> _Inbox:

@@ -154,3 +154,19 @@ def test_a_busy_actor_yields_its_worker_to_others() -> None:
 def test_a_pool_needs_a_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         ActorPool(0)
+
+
+def test_someone_waiting_for_an_actor_to_stop_is_woken_by_the_stop() -> None:
+    actor = Recorder.start()
+    stopped = threading.Event()
+
+    def watch() -> None:
+        if actor.actor_stopped.wait(5):
+            stopped.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    actor.stop()
+    watcher.join(5)
+    assert stopped.is_set()
+    assert actor.actor_stopped.wait(0)
