@@ -26,6 +26,7 @@ class ServerConfig:
     tick_ms: int = 10
     grace: float = 10.0
     max_devices: int = 100_000
+    actor_workers: int = 4
     state_db: str = "state/devices.sqlite3"
     event_rate: float = 20.0
     event_burst: int = 40
@@ -66,6 +67,8 @@ class ServerConfig:
             raise ValueError(f"grace period must be >= 0 s, not {self.grace}")
         if self.max_devices < 1:
             raise ValueError(f"max devices must be >= 1, not {self.max_devices}")
+        if not 1 <= self.actor_workers <= 64:
+            raise ValueError(f"actor workers must be 1..64 threads, not {self.actor_workers}")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port must be -1 (off) or 0..65535, not {self.metrics_port}")
         if not 1 <= self.keepalive_time <= 3600 or not 1 <= self.keepalive_timeout <= 600:
@@ -105,6 +108,12 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         "ACP_MAX_DEVICES",
         int,
         "devices served at once; more are refused with RESOURCE_EXHAUSTED",
+    ),
+    (
+        "actor_workers",
+        "ACP_ACTOR_WORKERS",
+        int,
+        "threads that run the device actors (they share them; one actor runs on one at a time)",
     ),
     (
         "event_rate",

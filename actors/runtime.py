@@ -14,7 +14,6 @@ only ``tell``; the supervisor, which asks device actors, stays a ``ThreadingActo
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import sys
 import threading
@@ -57,14 +56,22 @@ class ActorPool:
 
 _default_pool: ActorPool | None = None
 _default_pool_lock = threading.Lock()
+DEFAULT_WORKERS = 4
 
 
-def default_pool() -> ActorPool:
-    """The process's shared pool, started on first use; ``ACP_ACTOR_WORKERS`` sizes it (default 4)."""
+def default_pool(workers: int | None = None) -> ActorPool:
+    """The process's shared pool, started on first use with ``workers`` threads (default 4).
+
+    Asking again for a different size once it runs is an error: actors already run on it.
+    """
     global _default_pool
     with _default_pool_lock:
         if _default_pool is None:
-            _default_pool = ActorPool(int(os.environ.get("ACP_ACTOR_WORKERS", "4")))
+            _default_pool = ActorPool(workers or DEFAULT_WORKERS)
+        elif workers is not None and workers != _default_pool.workers:
+            raise RuntimeError(
+                f"the actor pool already runs {_default_pool.workers} workers; it cannot become {workers}"
+            )
         return _default_pool
 
 

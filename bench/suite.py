@@ -435,7 +435,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     defaults: dict[str, Any] = {
-        "capacity": "10,100,500" if quick else "10,100,500,1000,2000",
+        "capacity": "10,100,500" if quick else "10,100,200,300,500,700,1000,2000",
         "frames": "20,60",
         "stream_duration": 5.0 if quick else 20.0,
         "duration": 4.0 if quick else 15.0,

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from actors.config import ServerConfig
 from actors.messages import Drain
+from actors.runtime import default_pool
 from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
 from media.library import SoundLibrary, build_library
@@ -65,6 +66,7 @@ class ControlPlane:
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
         self.store: StateStore = store or open_store(config.state_db)
         self.metrics = Metrics()
+        default_pool(config.actor_workers)  # the device actors' threads
         self.credentials = server_credentials(config)
         self.authenticator = (
             DeviceAuthenticator(load_secret(config.auth_secret_file)) if config.auth_secret_file else None

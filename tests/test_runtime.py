@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pykka
 import pytest
 
-from actors.runtime import ActorPool, PooledActor
+from actors.runtime import ActorPool, PooledActor, default_pool
 
 ONE_WORKER = ActorPool(1, name="test-one-worker")
 TWO_WORKERS = ActorPool(2, name="test-two-workers")
@@ -170,3 +170,10 @@ def test_someone_waiting_for_an_actor_to_stop_is_woken_by_the_stop() -> None:
     watcher.join(5)
     assert stopped.is_set()
     assert actor.actor_stopped.wait(0)
+
+
+def test_the_shared_pool_cannot_change_size_once_it_runs() -> None:
+    workers = default_pool().workers
+    assert default_pool(workers) is default_pool()
+    with pytest.raises(RuntimeError, match="cannot become"):
+        default_pool(workers + 1)
