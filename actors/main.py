@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,12 +28,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    tune_garbage_collector()
     try:
         asyncio.run(serve(config, plane))
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper full collections: under streaming load they were 90-130 ms pauses.
+
+    With Python's default thresholds (700, 10, 10) the allocation rate of thousands of packets
+    a second runs a young collection every few milliseconds, so objects that live for one
+    packet (futures, heap entries) get promoted before they die, and a full collection of
+    the whole heap ran every few seconds, collecting nothing: every device's press and packet
+    waited behind it. A larger young generation lets them die young; freezing what start-up
+    built (the sound library, the generated code) keeps it out of every full collection.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(config: ServerConfig, plane: ControlPlane) -> None:

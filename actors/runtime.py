@@ -51,7 +51,11 @@ class ActorPool:
 
     def _work(self) -> None:
         while True:
-            self._ready.get()._run_turn()
+            actor = self._ready.get()
+            try:
+                actor._run_turn()
+            except Exception:  # an actor's own failures are handled in the turn; this is a bug guard
+                logger.exception("actor pool worker survived an error running %s", actor)
 
 
 _default_pool: ActorPool | None = None

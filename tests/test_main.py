@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from actors.config import ServerConfig, parse_config
+from actors.main import GC_THRESHOLDS, tune_garbage_collector
 from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +114,14 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         assert f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
     finally:
         first.stop()
+
+
+def test_the_entry_point_tunes_the_garbage_collector_for_a_streaming_heap() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # start-up objects stay out of full collections
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
