@@ -24,11 +24,17 @@ async def messages(queue: asyncio.Queue[object]) -> AsyncIterator[object]:
         yield item
 
 
+async def waiting_read(slot: StreamSlot) -> asyncio.Future[object]:
+    """A read of a device that sends nothing, already waiting in ``slot``."""
+    read = asyncio.ensure_future(next_message(messages(asyncio.Queue()), slot))
+    await asyncio.sleep(0.01)
+    return read
+
+
 def test_ending_the_slot_interrupts_a_read_with_stream_ended() -> None:
     async def scenario() -> None:
         slot = StreamSlot(StreamKind.EVENTS)
-        read = asyncio.ensure_future(next_message(messages(asyncio.Queue()), slot))
-        await asyncio.sleep(0.01)
+        read = await waiting_read(slot)
         slot.end(TAKEN_OVER)
         with pytest.raises(StreamEnded):
             await read
@@ -72,8 +78,7 @@ def test_a_slot_already_ended_raises_before_reading() -> None:
 def test_cancelling_the_call_passes_through_as_cancellation() -> None:
     async def scenario() -> None:
         slot = StreamSlot(StreamKind.EVENTS)
-        read = asyncio.ensure_future(next_message(messages(asyncio.Queue()), slot))
-        await asyncio.sleep(0.01)
+        read = await waiting_read(slot)
         read.cancel()
         with pytest.raises(asyncio.CancelledError):
             await read
@@ -84,8 +89,7 @@ def test_cancelling_the_call_passes_through_as_cancellation() -> None:
 def test_a_call_cancelled_as_the_slot_ends_stays_cancelled() -> None:
     async def scenario() -> None:
         slot = StreamSlot(StreamKind.EVENTS)
-        read = asyncio.ensure_future(next_message(messages(asyncio.Queue()), slot))
-        await asyncio.sleep(0.01)
+        read = await waiting_read(slot)
         read.cancel()
         slot.end(TAKEN_OVER)
         with pytest.raises(asyncio.CancelledError):
