@@ -58,7 +58,8 @@ class ServerConfig:
                 f"modes must be 1..{MAX_MODES} (the LEDs can show {MAX_MODES}), not {self.modes}"
             )
         if self.frame_ms not in FRAME_DURATIONS_MS:
-            raise ValueError(f"frame duration must be one of {FRAME_DURATIONS_MS} ms, not {self.frame_ms}")
+            allowed = ", ".join(map(str, FRAME_DURATIONS_MS))
+            raise ValueError(f"frame duration must be one of {allowed} ms, not {self.frame_ms}")
         if not 0 <= self.preroll_ms <= 2000:
             raise ValueError(f"pre-roll must be 0..2000 ms, not {self.preroll_ms}")
         if not 1 <= self.tick_ms <= 100:
@@ -99,7 +100,13 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         Path,
         "folder of sound files named <mode>.<ext> or <mode>-<label>.<ext>",
     ),
-    ("frame_ms", "ACP_FRAME_MS", int, f"audio per Opus packet in ms, one of {FRAME_DURATIONS_MS}"),
+    (
+        "frame_ms",
+        "ACP_FRAME_MS",
+        int,
+        f"audio per Opus packet in ms, one of {', '.join(map(str, FRAME_DURATIONS_MS))}: 20 starts"
+        " sooner and loses less to a dropped packet, larger packets cost the server less CPU",
+    ),
     ("preroll_ms", "ACP_PREROLL_MS", int, "how far ahead of real time audio is streamed, in ms"),
     ("tick_ms", "ACP_TICK_MS", int, "audio scheduler tick in ms"),
     ("grace", "ACP_GRACE", float, "seconds to drain on SIGTERM/SIGINT before exiting"),
