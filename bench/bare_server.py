@@ -3,13 +3,23 @@
     python -m bench.bare_server --port 0 --frame-ms 20 --preroll-ms 150
 
 Written the straightforward way on purpose: it is the ceiling of Python gRPC on this machine, what
-the project is compared against in the same run. Per connection (keyed by the peer address, which
-the three streams of one device share) it keeps the mode and whether a sound plays. It acks every
-event at once; StatusStream sends a GET, then a SET on connect and after every change of mode or
-of playing/idle, in lockstep with the device's answers; Play streams the same pre-encoded packets
-(``media.library``) in real time after the same pre-roll, from one asyncio task per playing device
-that sleeps until each packet is due; Stop cancels that task, drops what the device has not been
-sent and closes the recording with a packet of encoded silence.
+the project is compared against in the same run. It does the same work as the project per press and
+per Play, so that the comparison is of how, not of what:
+
+- Per connection (keyed by the peer address, which the three streams of one device share) it keeps
+  the mode and whether a sound plays, and acks every event at once.
+- LEDs: StatusStream sends a GET, then a SET of led_1..led_5 (led_0 left unset) only when the
+  colours differ from what the device shows, as the project does: the device's GET answer after
+  connect, then each SET it confirmed. A Mode press is one SET (the mode LEDs); a Play from idle
+  one (led_1 blue); a Play preempting a Play none; changes while a SET is in flight coalesce.
+- Audio: Play streams the same pre-encoded packets (``media.library``, the same sounds, the same
+  packet duration) in real time after the same pre-roll (packet i is handed to gRPC at
+  start + i * frame - pre-roll), from one asyncio task per playing device that sleeps until each
+  packet is due; Stop cancels that task, drops what the device has not been sent and closes the
+  recording with a packet of encoded silence.
+
+What it leaves out on purpose: admission control (it never refuses a Play, so overloaded it is
+late for everyone), rate limits, state persistence, keep-alive settings and GC tuning.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import grpc
 
 from actors.leds import STATUS_IDLE, STATUS_PLAYING, mode_leds
 from media.library import build_library
+from media.opus import FRAME_DURATIONS_MS
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
 
@@ -49,14 +60,34 @@ class Connection:
         self.recording_open = False
         """The audio stream has handed the device an is_start and not yet an is_end."""
 
-    def leds(self) -> pb.DeviceStatusRequest:
+    def leds(self) -> Frame:
+        """led_1..led_5 as 0xRRGGBBAA: led_1 the state, the others the mode."""
         status = STATUS_PLAYING if self.playback is not None else STATUS_IDLE
-        led_2, led_3, led_4, led_5 = (pb.RGBAColor(rgba=value) for value in mode_leds(self.mode))
-        return pb.DeviceStatusRequest(
-            set=pb.DeviceStatusSet(
-                led_1=pb.RGBAColor(rgba=status.rgba), led_2=led_2, led_3=led_3, led_4=led_4, led_5=led_5
-            )
-        )
+        return (status.rgba, *mode_leds(self.mode))
+
+
+Frame = tuple[int, int, int, int, int]
+
+
+def set_request(frame: Frame) -> pb.DeviceStatusRequest:
+    """The same message the project sends: led_1..led_5, led_0 (the device's own) unset."""
+    led_1, led_2, led_3, led_4, led_5 = (pb.RGBAColor(rgba=value) for value in frame)
+    return pb.DeviceStatusRequest(
+        set=pb.DeviceStatusSet(led_1=led_1, led_2=led_2, led_3=led_3, led_4=led_4, led_5=led_5)
+    )
+
+
+def shown_by(answer: pb.DeviceStatusResponse) -> Frame | None:
+    """What a GET answer says the device shows, or None (then the next SET is sent regardless)."""
+    if answer.WhichOneof("response") != "state":
+        return None
+    state = answer.state
+    return (state.led_1.rgba, state.led_2.rgba, state.led_3.rgba, state.led_4.rgba, state.led_5.rgba)
+
+
+def same_colours(a: Frame, b: Frame) -> bool:
+    """The device shows rgba >> 8 and ignores intensity, as the project compares."""
+    return all((x >> 8) == (y >> 8) for x, y in zip(a, b, strict=True))
 
 
 class BareService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
@@ -96,13 +127,20 @@ class BareService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
     ) -> AsyncIterator[pb.DeviceStatusRequest]:
         with self._connection(context) as connection:
             yield GET
-            if await anext(request_iterator, None) is None:
+            answer = await anext(request_iterator, None)
+            if answer is None:
                 return
+            shown = shown_by(answer)
             while True:
                 connection.leds_changed.clear()
-                yield connection.leds()
-                if await anext(request_iterator, None) is None:
-                    return
+                wanted = connection.leds()
+                if shown is None or not same_colours(shown, wanted):
+                    yield set_request(wanted)
+                    answer = await anext(request_iterator, None)
+                    if answer is None:
+                        return
+                    confirmed = answer.WhichOneof("response") == "status" and answer.status == "success"
+                    shown = wanted if confirmed else None
                 await connection.leds_changed.wait()
 
     async def EventStream(
@@ -200,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50051)
-    parser.add_argument("--frame-ms", type=int, default=20, choices=(10, 20, 40, 60))
+    parser.add_argument("--frame-ms", type=int, default=20, choices=FRAME_DURATIONS_MS)
     parser.add_argument("--preroll-ms", type=int, default=150)
     parser.add_argument("--modes", type=int, default=5)
     args = parser.parse_args(argv)
