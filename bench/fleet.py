@@ -7,9 +7,16 @@ coordinator in lines: it prints ``ready`` once its devices are connected, waits 
 
 These devices speak the device's protocol faithfully (three streams on their own channel and TCP
 connection, lockstep status answers, one event in flight), but do as little as possible per audio
-packet: a thousand of them share a core with the server they measure. Only a sample decodes Opus.
-Unlike the real device they never stop reading while "playing" a clip: the load generator measures
-the server's pacing, not the device's speaker.
+packet: a thousand of them share a core with the server they measure. Every message is read with
+the generated protobuf classes (``rpc.comms_pb2``: parsing an AudioPacket costs ~0.3 µs of the
+~50-80 µs a packet costs the client); only a sample of devices decodes the Opus inside. Unlike
+the real device they never stop reading while "playing" a clip: the load generator measures the
+server's pacing, not the device's speaker.
+
+Refusals are not errors: a Play acked ``false`` is a refused Play (its press→ack time is kept as
+``play_refused_ack``; the device streams nothing and, with ``refused_retry``, presses Play again
+later), and a stream answered RESOURCE_EXHAUSTED while connecting is a refused connect
+(``connect_refused``), retried a few times before the run starts (never in a connect storm).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from actors import leds as led_map
 from actors.leds import mode_leds
 from media.opus import OpusDecoder
 from rpc import comms_pb2 as pb
@@ -46,11 +54,10 @@ START = pb.AudioStreamRequest(start=True)
 POWER_ON = 0x00FF00FF
 TIMEOUT = 10.0
 """How long a device waits for an ack, an LED, a first or an end packet before counting a timeout."""
-
-# Serialized AudioPacket: fields in number order, false bools and empty bytes omitted.
-_IS_START_TAG = 0x08  # field 1, varint
-_IS_END_TAG = 0x10  # field 2, varint
-_DATA_TAG = 0x1A  # field 3, length-delimited
+REFUSED = grpc.StatusCode.RESOURCE_EXHAUSTED
+_BUSY = getattr(led_map, "STATUS_BUSY", None)
+BUSY_RGB = _BUSY.rgba >> 8 if _BUSY is not None else None
+"""led_1's "busy" colour after a refused Play, where the server has one."""
 
 
 def _press(button: pb.ButtonEvent.ButtonId) -> pb.DeviceEvent:
@@ -86,6 +93,12 @@ class Spec:
     probe: bool = False
     probe_interval: float = 0.5
     connect_concurrency: int = 100
+    connect_retries: int = 5
+    """A connect refused with RESOURCE_EXHAUSTED before the run is tried again this many times."""
+    refused_retry: float = 0.0
+    """streaming: seconds (±50 %) before a device whose Play was refused presses Play again; 0: never."""
+    flood_events: int = 150_000
+    flood_reconnect: bool = True
     seed: int = 1
 
 
@@ -99,6 +112,8 @@ class Results:
     """Arrival of each timed packet, seconds after go (float32 keeps a long soak in memory)."""
     lat_values: array[float] = field(default_factory=lambda: array("f"))
     """Lateness of each timed packet against real time, seconds."""
+    timed: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Probes' samples with when they were taken: (seconds after go, value), to cut a window out."""
 
     def add(self, name: str, seconds: float) -> None:
         self.samples.setdefault(name, []).append(seconds)
@@ -110,8 +125,11 @@ class Device:
     __slots__ = (
         "_audio_task",
         "_status_task",
+        "ack_latency",
+        "admitted",
         "after_stop",
         "alive_calls",
+        "asked",
         "channel",
         "closing",
         "connected",
@@ -130,6 +148,7 @@ class Device:
         "packets",
         "play_waiter",
         "rec_open",
+        "refused",
         "stop_waiter",
         "t0",
         "underruns",
@@ -164,11 +183,22 @@ class Device:
         self.packets = 0
         self.underruns = 0
         self.underruns_after_preroll = 0
+        self.ack_latency = 0.0
+        """press→ack of the last event sent, seconds."""
+        self.asked = False
+        """Pressed Play at least once."""
+        self.admitted = False
+        """A Play of this device was accepted and its stream started."""
+        self.refused = 0
+        """Plays of this device acked false."""
 
     # -- connection -----------------------------------------------------------------------------
 
-    async def connect(self, kind: str = "connect") -> bool:
-        """Channel ready, three calls started, first SET received: that whole span is the connect time."""
+    async def connect(self, kind: str = "connect") -> str:
+        """Channel ready, three calls started, first SET received: that whole span is the connect time.
+
+        "connected", "refused" (a stream answered RESOURCE_EXHAUSTED) or "failed".
+        """
         fleet = self.fleet
         loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -181,7 +211,7 @@ class Device:
             fleet.results.counters[f"{kind}_failed_channel"] += 1
             await channel.close()
             self.channel = None
-            return False
+            return "failed"
         ready = time.monotonic()
         metadata = (("device_id", self.device_id),)
         status_call = channel.stream_stream(
@@ -194,9 +224,10 @@ class Device:
             request_serializer=pb.DeviceEvent.SerializeToString,
             response_deserializer=pb.DeviceEventResponse.FromString,
         )(metadata=metadata)
-        # No deserializer: the hot path reads the flags from the raw bytes (see _audio_lean).
         audio_call: Any = channel.unary_stream(
-            SERVICE + "ServerAudioStream", request_serializer=pb.AudioStreamRequest.SerializeToString
+            SERVICE + "ServerAudioStream",
+            request_serializer=pb.AudioStreamRequest.SerializeToString,
+            response_deserializer=pb.AudioPacket.FromString,
         )(START, metadata=metadata)
         self.alive_calls = (status_call, self.event_call, audio_call)
         self.first_set = loop.create_future()
@@ -213,12 +244,19 @@ class Device:
         except TimeoutError:
             fleet.results.counters[f"{kind}_failed_first_set"] += 1
             await self.disconnect()
-            return False
+            return "failed"
+        except grpc.aio.AioRpcError as error:  # a stream ended before the first SET (see _stream_error)
+            await self.disconnect()
+            if error.code() == REFUSED:
+                fleet.results.counters[f"{kind}_refused"] += 1
+                return "refused"
+            fleet.results.counters[f"{kind}_failed_{error.code().name}"] += 1
+            return "failed"
         self.connected = True
         fleet.results.add(f"{fleet.prefix}{kind}_channel_ready", ready - started)
         fleet.results.add(fleet.prefix + kind, first - started)
         fleet.connected_at.append(first)
-        return True
+        return "connected"
 
     async def disconnect(self) -> None:
         """As the device's Connect button: cancel the three calls and close the channel."""
@@ -243,6 +281,11 @@ class Device:
 
     def _stream_error(self, kind: str, error: BaseException) -> None:
         if self.closing:
+            return
+        if not self.connected:
+            # Still connecting: the connect counts it (a refusal is not an error).
+            if self.first_set is not None and not self.first_set.done():
+                self.first_set.set_exception(error)
             return
         code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
         self.fleet.results.counters[f"stream_error_{kind}_{code}"] += 1
@@ -288,6 +331,8 @@ class Device:
             request.led_5.rgba >> 8,
         )
         self.mode = self.fleet.mode_of.get(shown, -1)
+        if BUSY_RGB is not None and request.led_1.rgba >> 8 == BUSY_RGB:
+            self.fleet.results.counters["busy_shown"] += 1
         if self.first_set is not None and not self.first_set.done():
             self.first_set.set_result(now)
         if self.led_target is not None and shown == self.led_target:
@@ -314,14 +359,14 @@ class Device:
         monotonic = time.monotonic
         try:
             while True:
-                raw = await read()
+                packet = await read()
                 now = monotonic()
-                if raw is eof:
+                if packet is eof:
                     if not self.closing:
                         results.counters["stream_end_audio"] += 1
                     return
                 self.packets += 1
-                if raw and raw[0] == _DATA_TAG and self.rec_open:
+                if self.rec_open and not (packet.is_start or packet.is_end):
                     index = self.index
                     self.index = index + 1
                     late = now - self.t0 - index * frame
@@ -332,29 +377,26 @@ class Device:
                         if index >= preroll_packets:
                             self.underruns_after_preroll += 1
                 else:
-                    self._edge(raw, now)
+                    self._edge(packet, now)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             self._stream_error("audio", error)
 
     async def _audio_decoding(self, call: Any) -> None:
-        """The sampled devices: parse every packet fully and run it through Opus, as the device does."""
+        """The sampled devices: also run every packet through Opus, as the device does."""
         results = self.fleet.results
         decoder = self.decoder
         assert decoder is not None
         try:
             while True:
-                raw = await call.read()
+                packet = await call.read()
                 now = time.monotonic()
-                if raw is grpc.aio.EOF:
+                if packet is grpc.aio.EOF:
                     if not self.closing:
                         results.counters["stream_end_audio"] += 1
                     return
                 self.packets += 1
-                packet = pb.AudioPacket.FromString(raw)
-                if (packet.is_start, packet.is_end) != _flags(raw):
-                    results.counters["flag_parse_mismatch"] += 1
                 results.counters["decoded_packets"] += 1
                 if not packet.data:
                     results.counters["empty_data"] += 1
@@ -362,7 +404,7 @@ class Device:
                     decoder.decode(packet.data)
                 except Exception:
                     results.counters["decode_errors"] += 1
-                if raw and raw[0] == _DATA_TAG and self.rec_open:
+                if self.rec_open and not (packet.is_start or packet.is_end):
                     index = self.index
                     self.index = index + 1
                     late = now - self.t0 - index * self.fleet.frame_s
@@ -371,19 +413,17 @@ class Device:
                     if late > self.fleet.jitter_s:
                         self._underrun(index)
                 else:
-                    self._edge(raw, now)
+                    self._edge(packet, now)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             self._stream_error("audio", error)
 
-    def _edge(self, raw: bytes, now: float) -> None:
+    def _edge(self, packet: pb.AudioPacket, now: float) -> None:
         """A start or end packet, or one that arrives with no recording open."""
         results = self.fleet.results
         counters = results.counters
-        if not raw:
-            counters["empty_messages"] += 1
-        is_start, is_end = _flags(raw)
+        is_start, is_end = packet.is_start, packet.is_end
         if is_start:
             if self.play_waiter is not None and not self.play_waiter.done():
                 self.play_waiter.set_result(now)
@@ -450,8 +490,12 @@ class Device:
                 fleet.results.counters["stream_end_events"] += 1
             self.events_broken = True
             return None
-        fleet.results.add(f"{fleet.prefix}press_to_ack", time.monotonic() - pressed)
+        latency = self.ack_latency = time.monotonic() - pressed
+        fleet.results.add(f"{fleet.prefix}press_to_ack", latency)
+        if fleet.spec.probe:
+            fleet.results.timed.setdefault("press_to_ack", []).append((pressed - fleet.go, latency))
         fleet.results.counters[f"{name}_presses"] += 1
+        fleet.presses += 1
         if not answer.ack:
             fleet.results.counters[f"{name}_nacks"] += 1
         return bool(answer.ack)
@@ -482,13 +526,28 @@ class Device:
             return False
         return await self._await(waiter, pressed, "press_to_led")
 
-    async def press_play(self) -> bool:
-        """Play, then wait for the is_start of the new recording: Play→first packet."""
+    async def press_play(self) -> str:
+        """Play, then wait for the is_start of the new recording: Play→first packet.
+
+        "started"; "refused" (acked false: the server is at capacity; the ack's latency is kept as
+        play_refused_ack); or "failed" (no ack, or no first packet in time).
+        """
         waiter = self.play_waiter = asyncio.get_running_loop().create_future()
         pressed = time.monotonic()
-        if not await self._send(PLAY, "play"):
-            return False
-        return await self._await(waiter, pressed, "play_to_first_packet")
+        self.asked = True
+        ack = await self._send(PLAY, "play")
+        if ack is None:
+            return "failed"
+        if not ack:
+            self.play_waiter = None
+            waiter.cancel()
+            self.refused += 1
+            self.fleet.results.add(self.fleet.prefix + "play_refused_ack", self.ack_latency)
+            return "refused"
+        if not await self._await(waiter, pressed, "play_to_first_packet"):
+            return "failed"
+        self.admitted = True
+        return "started"
 
     async def press_stop(self) -> bool:
         """Stop, and if a recording is open, wait for its is_end: Stop→end packet."""
@@ -510,15 +569,58 @@ class Device:
         done, _ = await asyncio.wait((waiter,), timeout=remaining)
         return bool(done) and not waiter.cancelled()
 
+    async def flood(self, count: int, deadline: float) -> int:
+        """Write up to ``count`` Mode presses without waiting for acks (a stuck button, a broken
+        firmware), acks read meanwhile; returns how many were written. Writes that take long are
+        the server's flow control pushing back; an error ends the stream (RESOURCE_EXHAUSTED is how
+        the server ends a sustained flood) and is counted, not raised."""
+        fleet = self.fleet
+        counters = fleet.results.counters
+        call = self.event_call
+        answered = [0]
 
-def _flags(raw: bytes) -> tuple[bool, bool]:
-    """is_start and is_end of a serialized AudioPacket, without building a message."""
-    if not raw:
-        return False, False
-    is_start = raw[0] == _IS_START_TAG and len(raw) > 1 and raw[1] == 1
-    at = 2 if is_start else 0
-    is_end = len(raw) > at + 1 and raw[at] == _IS_END_TAG and raw[at + 1] == 1
-    return is_start, is_end
+        async def read_acks() -> None:
+            while True:
+                answer = await call.read()
+                if answer is grpc.aio.EOF:
+                    return
+                answered[0] += 1
+                counters["flood_acked" if answer.ack else "flood_nacked"] += 1
+
+        reader = asyncio.get_running_loop().create_task(read_acks())
+        sent = 0
+        monotonic = time.monotonic
+        try:
+            while sent < count and monotonic() < deadline:
+                before = monotonic()
+                await call.write(MODE)
+                took = monotonic() - before
+                sent += 1
+                if took >= 0.005:
+                    fleet.results.add("flood_write_stall", took)
+            # The acks still on their way: wait for them a little, not past the deadline.
+            limit = min(deadline, monotonic() + 5.0)
+            while answered[0] < sent and not reader.done() and monotonic() < limit:
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
+            counters[f"flood_stream_ended_{code}"] += 1
+            self.events_broken = True
+        finally:
+            failure = reader.exception() if reader.done() and not reader.cancelled() else None
+            if failure is not None:
+                code = (
+                    failure.code().name
+                    if isinstance(failure, grpc.aio.AioRpcError)
+                    else type(failure).__name__
+                )
+                counters[f"flood_ack_stream_ended_{code}"] += 1
+                self.events_broken = True
+            reader.cancel()
+        counters["flood_sent"] += sent
+        return sent
 
 
 class Fleet:
@@ -536,6 +638,10 @@ class Fleet:
         self.mode_of = {tuple(value >> 8 for value in mode_leds(mode)): mode for mode in range(spec.modes)}
         self.random = random.Random(f"{spec.seed}-{spec.worker}")
         self.connected_at: list[float] = []
+        self.presses = 0
+        """Events acked (true or false) to this worker's devices, floods not included."""
+        self.flood_window: list[float] = []
+        """[start, end] of the flood, seconds after go."""
         self.loop_lag: list[float] = []
         self.loop_lag_at: list[float] = []
         self.gc_pauses: list[tuple[float, int, float]] = []
@@ -552,9 +658,15 @@ class Fleet:
             self.spec.connect_concurrency if kind == "connect" else len(self.devices) or 1
         )
 
+        retries = 0 if kind == "storm" else self.spec.connect_retries
+
         async def one(device: Device) -> None:
-            async with limit:
-                await device.connect(kind)
+            for attempt in range(retries + 1):
+                async with limit:
+                    outcome = await device.connect(kind)
+                if outcome != "refused" or attempt == retries:
+                    return
+                await asyncio.sleep(min(2.0, 0.25 * 2**attempt) * self.random.uniform(0.5, 1.5))
 
         await asyncio.gather(*(one(device) for device in self.devices))
 
@@ -566,9 +678,17 @@ class Fleet:
             "play-stop": self._play_stop,
             "streaming": self._streaming,
             "soak": self._soak,
+            "flood": self._hold,
         }
         body = self._probe if self.spec.probe else scenarios[self.spec.scenario]
-        await asyncio.gather(*(body(device, deadline) for device in self.devices if device.connected))
+        flooder = self.devices[0] if self.spec.scenario == "flood" and not self.spec.probe else None
+        await asyncio.gather(
+            *(
+                (self._flood if device is flooder else body)(device, deadline)
+                for device in self.devices
+                if device.connected
+            )
+        )
 
     async def _sleep(self, seconds: float, deadline: float) -> None:
         await asyncio.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
@@ -626,11 +746,20 @@ class Fleet:
         self.results.counters["not_in_mode_1"] = sum(device.mode != 1 for device in self.devices)
 
     async def _streaming(self, device: Device, deadline: float) -> None:
-        """Play (spread over the ramp), replay if the sound ends, Stop spread over the ramp after the deadline."""
+        """Play (spread over the ramp), replay if the sound ends, Stop spread over the ramp after the deadline.
+
+        A refused Play is pressed again after ``refused_retry`` (if set); a device whose Play failed
+        (no ack, no first packet) waits for the end: it is counted, not retried in a loop.
+        """
         await self._sleep(self.random.uniform(0, self.spec.ramp), deadline)
         while time.monotonic() < deadline and device.connected:
-            await device.press_play()
-            await device.until_natural_end(deadline)
+            outcome = await device.press_play()
+            if outcome == "started" or device.rec_open:
+                await device.until_natural_end(deadline)
+            elif outcome == "refused" and self.spec.refused_retry > 0:
+                await self._sleep(self.spec.refused_retry * self.random.uniform(0.5, 1.5), deadline)
+            else:
+                await self._sleep(math.inf, deadline)
         # Everyone streams until the deadline; the Stops come spread over the ramp after it.
         await asyncio.sleep(self.random.uniform(0, self.spec.ramp))
         if device.connected:
@@ -658,6 +787,24 @@ class Fleet:
                 await device.press_mode()
             await self._sleep(rng.expovariate(1 / self.spec.think), deadline)
 
+    async def _flood(self, device: Device, deadline: float) -> None:
+        """The flooder: ``flood_events`` Mode presses as fast as the stream takes them; when the server
+        ends the stream, reconnect (``flood_reconnect``) and go on, until all are sent or the deadline."""
+        counters = self.results.counters
+        left = self.spec.flood_events
+        self.flood_window = [time.monotonic() - self.go]
+        while left > 0 and time.monotonic() < deadline:
+            if device.connected and not device.events_broken:
+                left -= await device.flood(left, deadline)
+                continue
+            if not self.spec.flood_reconnect:
+                break
+            await device.disconnect()
+            counters["flood_reconnects"] += 1
+            if await device.connect("reconnect") != "connected":
+                await self._sleep(0.5, deadline)
+        self.flood_window.append(time.monotonic() - self.go)
+
     async def watch_loop(self) -> None:
         """How late this worker's own event loop runs: a busy load generator would look like a slow server."""
         while True:
@@ -684,6 +831,7 @@ class Fleet:
     def snapshot(self) -> dict[str, int]:
         return {
             "packets": sum(device.packets for device in self.devices),
+            "presses": self.presses,
             "alive": sum(device.alive() for device in self.devices),
             "connected": sum(device.connected for device in self.devices),
         }
@@ -754,6 +902,20 @@ async def work(spec: Spec) -> None:
             "underruns_after_preroll": sum(device.underruns_after_preroll for device in fleet.devices),
         },
         "underrun_devices": sum(device.underruns_after_preroll > 0 for device in fleet.devices),
+        "streams": {
+            "asked": sum(device.asked for device in fleet.devices),
+            "admitted": sum(device.admitted for device in fleet.devices),
+            "refused_never_admitted": sum(
+                device.refused > 0 and not device.admitted for device in fleet.devices
+            ),
+            "refused_then_admitted": sum(device.refused > 0 and device.admitted for device in fleet.devices),
+            "on_time": sum(
+                device.admitted and device.underruns_after_preroll == 0 for device in fleet.devices
+            ),
+            "refused_plays": sum(device.refused for device in fleet.devices),
+        },
+        "timed": fleet.results.timed,
+        "flood_window": fleet.flood_window,
         "at_go": at_go,
         "at_end": at_end,
         "connected_at": [t - fleet.go for t in fleet.connected_at],
