@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -15,6 +16,7 @@ from actors.state import DeviceState
 from media.library import SoundLibrary
 from media.opus import SAMPLE_RATE, decode_packets, samples_per_frame
 from rpc import comms_pb2 as pb
+from rpc.server import ControlPlane
 from simulator import Button, EventType, Recording, SimulatedDevice, button_event
 from simulator.device import StreamKind
 from tests.live import fleet_status, run, serving, shows, target, wait_for_fleet
@@ -33,6 +35,33 @@ def playing_in(mode: int) -> tuple[int, int, int, int, int]:
 
 def device(plane: object, device_id: str, **options: object) -> SimulatedDevice:
     return SimulatedDevice(target(plane), device_id, play_in_real_time=False, **options)  # type: ignore[arg-type]
+
+
+async def until(dev: SimulatedDevice, condition: Callable[[], bool], what: str, timeout: float = 5) -> None:
+    """The simulator's own wait: ``condition`` is checked again after every change the device notes
+    (each packet, ack, LED set and stream end), so this waits for a state, not for a while."""
+    await dev._wait_until(condition, timeout, what)
+
+
+async def until_audio(dev: SimulatedDevice, packets: int, recording: int = 0) -> None:
+    """Until the device's ``recording``-th recording (0 for the first) has ``packets`` packets."""
+
+    def arrived() -> bool:
+        return len(dev.recordings) > recording and len(dev.recordings[recording].packets) >= packets
+
+    await until(dev, arrived, f"{packets} packets of recording {recording}")
+
+
+async def until_open_streams(plane: ControlPlane, count: int, timeout: float = 5) -> None:
+    """Until the server holds ``count`` streams of each kind: a stream it let go of is closed with
+    the supervisor (told in order, before any later press) as the gauge drops."""
+    registry = plane.metrics.registry
+    async with asyncio.timeout(timeout):
+        while any(
+            registry.get_sample_value("acp_open_streams", {"kind": kind}) != count
+            for kind in ("status", "events", "audio")
+        ):
+            await asyncio.sleep(0.01)
 
 
 async def press_times(dev: SimulatedDevice, button: Button, times: int) -> None:
@@ -138,7 +167,7 @@ def test_stop_mid_stream_ends_the_recording_within_a_frame_and_returns_to_idle(l
         async with serving(library) as plane, device(plane, "kitchen") as dev:
             await press_times(dev, Button.MODE, LONG_MODE)
             assert await dev.press(Button.PLAY)
-            await asyncio.sleep(0.5)
+            await until_audio(dev, 25)  # 0.5 s of the long sound: well past the 100 ms pre-roll
             recording = dev.recordings[0]
             assert recording.is_open
             stop_sent = time.monotonic()
@@ -149,9 +178,13 @@ def test_stop_mid_stream_ends_the_recording_within_a_frame_and_returns_to_idle(l
             assert stopped.packets[-1].is_end
             assert stopped.duration < 2, "the long sound was cut short"
             await dev.wait_for_leds(shows(idle_in(LONG_MODE)), 2)
-            received = dev.audio_packets_received
-            await asyncio.sleep(0.3)
-            assert dev.audio_packets_received == received, "nothing follows the end packet"
+            # Nothing follows the end packet: the next thing on the stream is the next sound's start.
+            assert await dev.press(Button.MODE)
+            assert await dev.press(Button.PLAY)
+            _, after = await dev.wait_for_recordings(2, 10)
+            assert_is_the_sound_of(after, library, LONG_MODE + 1)
+            assert dev.packets_ignored == 0, "no packet arrived between the end and the next start"
+            assert dev.audio_packets_received == len(stopped.packets) + len(after.packets)
             assert dev.audio_error is None
 
     run(scenario)
@@ -162,9 +195,15 @@ def test_stop_while_idle_is_acked_and_sends_no_audio(library: SoundLibrary) -> N
         async with serving(library) as plane, device(plane, "kitchen") as dev:
             await dev.wait_for_first_set(5)
             assert await dev.press(Button.STOP)
-            await asyncio.sleep(0.2)
             assert dev.audio_packets_received == 0
-            assert dev.audio_error is None
+            # Whatever the stop sent would come before the next sound: the first packet must be its start.
+            assert await dev.press(Button.PLAY)
+            await until(dev, lambda: dev.audio_packets_received > 0, "the first packet after Play")
+            assert dev.audio_error is None, "a stray end packet kills the device's audio loop"
+            assert dev.packets_ignored == 0
+            [recording] = dev.recordings
+            assert recording.packets[0].is_start
+            assert dev.audio_packets_received == len(recording.packets)
 
     run(scenario)
 
@@ -174,10 +213,11 @@ def test_play_while_playing_ends_the_old_sound_and_starts_the_new_modes(library:
         async with serving(library) as plane, device(plane, "kitchen") as dev:
             await press_times(dev, Button.MODE, LONG_MODE)
             assert await dev.press(Button.PLAY)
-            await asyncio.sleep(0.4)
+            await until_audio(dev, 20)  # 0.4 s of the long sound: it is playing
             assert await dev.press(Button.MODE)
             await dev.wait_for_leds(shows(playing_in(2)), 2)
             assert len(dev.recordings) == 1, "Mode does not interrupt playback"
+            assert dev.recordings[0].is_open
             assert await dev.press(Button.PLAY)
             first, second = await dev.wait_for_recordings(2, 10)
             assert first.complete
@@ -253,7 +293,7 @@ def test_presses_made_while_disconnected_are_acted_on_after_the_reconnect(librar
             await dev.disconnect()
             queued = [asyncio.ensure_future(dev.press(Button.MODE)) for _ in range(2)]
             queued.append(asyncio.ensure_future(dev.press(Button.PLAY)))
-            await asyncio.sleep(0.05)
+            await until(dev, lambda: dev.pending_events == 3, "three presses queued while disconnected")
             await dev.connect()
             assert await asyncio.gather(*queued) == [True, True, True]
             [recording] = await dev.wait_for_recordings(1, 10)
@@ -281,7 +321,7 @@ def test_the_same_device_id_from_a_new_connection_takes_over(library: SoundLibra
             await new.wait_for_leds(shows(idle_in(2)), 2)
             assert (await fleet_status(plane)).connected == 1
             await old.disconnect()
-            await asyncio.sleep(0.1)
+            await until_open_streams(plane, 1)  # the old connection's streams are closed before Play
             assert await new.press(Button.PLAY)
             [recording] = await new.wait_for_recordings(1, 10)
             assert_is_the_sound_of(recording, library, 2)
@@ -381,22 +421,37 @@ def test_losing_only_the_audio_stream_shows_an_error(library: SoundLibrary) -> N
     run(scenario)
 
 
+async def first_to_lose_a_stream(first: SimulatedDevice, second: SimulatedDevice) -> SimulatedDevice:
+    """Whichever of the two has its status stream ended by the server first."""
+    waits = {asyncio.ensure_future(dev.wait_for_stream_end("status", 5)): dev for dev in (first, second)}
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    finished = next(iter(done))
+    finished.result()
+    return waits[finished]
+
+
 def test_two_connections_racing_for_one_device_id_leave_exactly_one_whole(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with serving(library) as plane:
-            for _ in range(5):
+            for attempt in range(5):
                 first, second = device(plane, "kitchen"), device(plane, "kitchen")
                 await asyncio.gather(first.connect(), second.connect())
-                await asyncio.sleep(0.3)
-                whole = [dev for dev in (first, second) if not dev.stream_errors]
-                assert len(whole) == 1, [dev.stream_errors for dev in (first, second)]
-                [winner] = whole
-                loser = second if winner is first else first
+                loser = await first_to_lose_a_stream(first, second)
+                winner = second if loser is first else first
                 kinds: tuple[StreamKind, ...] = ("status", "events", "audio")
                 for kind in kinds:
                     code, _ = await loser.wait_for_stream_end(kind, 2)
                     assert code == grpc.StatusCode.ABORTED
+                # The winner's three streams still work after the takeover: an ack, an LED set, audio.
                 assert await winner.press(Button.MODE)
+                await winner.wait_for_leds(shows(idle_in((attempt + 1) % library.modes)), 2)
+                assert await winner.press(Button.PLAY)
+                await until_audio(winner, 1)
+                assert winner.stream_errors == {}, winner.stream_errors
+                assert winner.audio_error is None
                 assert (await fleet_status(plane)).connected == 1
                 await first.disconnect()
                 await second.disconnect()
