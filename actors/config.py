@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from actors.leds import MAX_MODES
 from actors.logs import LOG_FORMATS
 from media.opus import FRAME_DURATIONS_MS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _flag(text: str) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off, 1/0."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+_flag.__name__ = "boolean"
 
 
 @dataclass(frozen=True)
@@ -26,7 +40,10 @@ class ServerConfig:
     tick_ms: int = 10
     grace: float = 10.0
     max_devices: int = 100_000
-    actor_workers: int = 4
+    max_streams: int = 0
+    learn_capacity: bool = True
+    lateness_limit_ms: int = 75
+    connect_queue_ms: int = 500
     state_db: str = "state/devices.sqlite3"
     event_rate: float = 20.0
     event_burst: int = 40
@@ -68,8 +85,12 @@ class ServerConfig:
             raise ValueError(f"grace period must be >= 0 s, not {self.grace}")
         if self.max_devices < 1:
             raise ValueError(f"max devices must be >= 1, not {self.max_devices}")
-        if not 1 <= self.actor_workers <= 64:
-            raise ValueError(f"actor workers must be 1..64 threads, not {self.actor_workers}")
+        if self.max_streams < 0:
+            raise ValueError(f"max streams must be >= 0 (0: no configured budget), not {self.max_streams}")
+        if not 1 <= self.lateness_limit_ms <= 10_000:
+            raise ValueError(f"the lateness limit must be 1..10000 ms, not {self.lateness_limit_ms}")
+        if not 1 <= self.connect_queue_ms <= 60_000:
+            raise ValueError(f"the connect queue limit must be 1..60000 ms, not {self.connect_queue_ms}")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port must be -1 (off) or 0..65535, not {self.metrics_port}")
         if not 1 <= self.keepalive_time <= 3600 or not 1 <= self.keepalive_timeout <= 600:
@@ -90,7 +111,7 @@ class ServerConfig:
             raise ValueError(f"log level must be one of {LOG_LEVELS}, not {self.log_level}")
 
 
-_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+_FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("host", "ACP_HOST", str, "address to listen on ([::] is every interface)"),
     ("port", "ACP_PORT", int, "gRPC port (0 picks a free one)"),
     ("modes", "ACP_MODES", int, f"number of modes Mode cycles through (1..{MAX_MODES})"),
@@ -117,16 +138,34 @@ _FLAGS: tuple[tuple[str, str, type, str], ...] = (
         "devices served at once; more are refused with RESOURCE_EXHAUSTED",
     ),
     (
-        "actor_workers",
-        "ACP_ACTOR_WORKERS",
+        "max_streams",
+        "ACP_MAX_STREAMS",
         int,
-        "threads that run the device actors (they share them; one actor runs on one at a time)",
+        "sounds streamed at once; more Plays are refused (acked false, led_1 busy); 0: no fixed budget",
+    ),
+    (
+        "learn_capacity",
+        "ACP_LEARN_CAPACITY",
+        _flag,
+        "learn how many streams stay on time from the pacing lateness, and refuse beyond it (true/false)",
+    ),
+    (
+        "lateness_limit_ms",
+        "ACP_LATENESS_LIMIT_MS",
+        int,
+        "pacing lateness (most overdue packet per tick) that means the audio is falling behind",
+    ),
+    (
+        "connect_queue_ms",
+        "ACP_CONNECT_QUEUE_MS",
+        int,
+        "a new stream refused with RESOURCE_EXHAUSTED when stream opens ahead of it wait longer than this",
     ),
     (
         "event_rate",
         "ACP_EVENT_RATE",
         float,
-        "button events per second a device may send; more are acked false",
+        "button events per second a device may send; faster senders are read slower (back-pressure)",
     ),
     ("event_burst", "ACP_EVENT_BURST", int, "events a device may send at once above its rate"),
     (
@@ -189,7 +228,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             try:
                 default = kind(environ[env])
             except ValueError:
-                parser.error(f"{env}={environ[env]!r} is not a valid {kind.__name__}")
+                parser.error(f"{env}={environ[env]!r} is not a valid {getattr(kind, '__name__', 'value')}")
         parser.add_argument(
             "--" + name.replace("_", "-"), dest=name, type=kind, default=default, help=f"{help_text} [{env}]"
         )

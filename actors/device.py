@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import pykka
 
 from actors import state as transitions
+from actors.commit import GroupCommit
 from actors.leds import LedFrame, render, server_leaving
 from actors.logs import for_device
 from actors.messages import (
     AttachLink,
+    BusyShown,
     ButtonPressed,
     DeviceFailed,
     PlaybackEnded,
     PlaybackFinished,
     Retire,
+    Retired,
     ShowLeaving,
     StateChanged,
     StreamClosed,
@@ -27,12 +31,15 @@ from actors.messages import (
 )
 from actors.observer import FleetObserver, PlaybackEnd
 from actors.ports import DeviceLink, PlaybackEndCallback
-from actors.runtime import PooledActor
+from actors.runtime import ActorRuntime, PooledActor
 from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, StopReason, Transition
-from actors.store import StateStore
+from media.admission import StreamAdmission, Ticket
 from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
+
+BUSY_SHOWN_SECONDS = 1.5
+"""How long led_1 shows busy after a refused Play."""
 
 _PLAYBACK_ENDS = {
     StopReason.STOPPED: PlaybackEnd.STOPPED,
@@ -45,20 +52,23 @@ class DeviceActor(PooledActor):
     """Applies the pure transitions of ``actors.state`` and carries out their effects.
 
     Audio packets never pass through this actor: it tells the link's audio outlet to
-    play or stop, and the transport moves the packets.
+    play or stop, and the transport moves the packets. A press that changes what a reconnect
+    resumes is acked once the store has it (group commit), never before.
     """
 
     def __init__(
         self,
+        runtime: ActorRuntime,
         device_id: str,
         state: DeviceState,
         link: DeviceLink,
         supervisor: pykka.ActorRef[Any],
         library: SoundLibrary,
         observer: FleetObserver | None = None,
-        store: StateStore | None = None,
+        store: GroupCommit | None = None,
+        admission: StreamAdmission | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(runtime)
         self.device_id = device_id
         self.state = state
         self._link = link
@@ -68,6 +78,7 @@ class DeviceActor(PooledActor):
         self._leaving = False
         self._observer = observer or FleetObserver()
         self._store = store
+        self._admission = admission or StreamAdmission()
         self._log = for_device(logger, device_id)
 
     def on_start(self) -> None:
@@ -76,19 +87,35 @@ class DeviceActor(PooledActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case ButtonPressed(input=event, reply=reply, received_at=received_at):
-                accepted = False
+                replied = False
                 try:
                     transition = transitions.on_button(self.state, event, self._library.modes)
-                    self._apply(transition, caused_at=received_at)
+                    ticket: Ticket | None = None
+                    if any(isinstance(effect, StartPlayback) for effect in transition.effects):
+                        ticket = self._admission.admit(replacing=self.state.playing is not None)
+                        if ticket is None:
+                            transition = transitions.on_play_refused(self.state)
+                            self.runtime.call_later(BUSY_SHOWN_SECONDS, _tell, self.actor_ref, BusyShown())
                     accepted = transition.accepted
+                    durable = self._apply(transition, caused_at=received_at, ticket=ticket)
+                    if durable is None:
+                        replied = True
+                        reply(accepted)
+                    else:
+                        replied = True  # the commit answers: acked once the new state is saved
+                        durable.append(lambda saved: reply(accepted and saved))
                 finally:
-                    reply(accepted)
+                    if not replied:
+                        reply(False)
                 self._log.debug(
                     "%s %s -> %s",
                     event.button.value,
                     event.gesture.value,
-                    "accepted" if accepted else "refused",
+                    "accepted" if transition.accepted else "refused",
                 )
+            case BusyShown():
+                if self.state.busy:
+                    self._apply(transitions.on_busy_shown(self.state))
             case PlaybackFinished(playback_id=playback_id, outcome=outcome):
                 current = self.state.playing is not None and self.state.playing.id == playback_id
                 if current and outcome is PlaybackOutcome.FINISHED:
@@ -110,9 +137,15 @@ class DeviceActor(PooledActor):
             case ShowLeaving():
                 self._leaving = True
                 self._apply(transitions.on_disconnect(self.state))
-            case Retire():
+            case Retire(cause=cause, reason=reason):
                 self._apply(transitions.on_disconnect(self.state))
-                return self.state.at_rest()
+                final = self.state.at_rest()
+                if self._store is not None:
+                    self._store.save(self.device_id, final)
+                self._link.close(cause, reason)
+                _tell(self._supervisor, Retired(self.device_id, self.actor_urn, final))
+                self._log.info("disconnected; mode %d kept", final.mode)
+                self.stop()
             case _:
                 self._log.warning("ignoring unknown message %r", message)
         return None
@@ -124,9 +157,13 @@ class DeviceActor(PooledActor):
         traceback: TracebackType | None,
     ) -> None:
         self._log.error("actor failed: %r", exception_value, exc_info=exception_value)
-        self._supervisor.tell(DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value)))
+        _tell(self._supervisor, DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value)))
 
-    def _apply(self, transition: Transition, caused_at: float | None = None) -> None:
+    def _apply(
+        self, transition: Transition, caused_at: float | None = None, ticket: Ticket | None = None
+    ) -> list[Callable[[bool], None]] | None:
+        """Carry out the effects and take the new state; a list to hear when it is durable, if it
+        changed what a reconnect resumes (the list's callables run once the store has it)."""
         for effect in transition.effects:
             match effect:
                 case StopPlayback(reason=reason):
@@ -134,15 +171,21 @@ class DeviceActor(PooledActor):
                     self._observer.playback_ended(_PLAYBACK_ENDS[reason])
                 case StartPlayback(playback=playback):
                     sound = self._library.for_mode(playback.mode)
-                    self._link.audio.play(sound, self._end_notifier(playback.id))
+                    self._link.audio.play(sound, self._end_notifier(playback.id, ticket))
+                    ticket = None
                     self._observer.playback_started()
+        if ticket is not None:  # admitted, but nothing started after all
+            ticket.release()
+        durable: list[Callable[[bool], None]] | None = None
         if transition.state != self.state:
             if self._store is not None and _durable(transition.state) != _durable(self.state):
                 # Saved before the event is acked: an acked press survives even a SIGKILL.
-                self._store.save(self.device_id, transition.state)
+                durable = []
+                self._store.save(self.device_id, transition.state, _run_all(durable))
             self.state = transition.state
-            self._supervisor.tell(StateChanged(self.device_id, self.actor_urn, self.state))
+            _tell(self._supervisor, StateChanged(self.device_id, self.actor_urn, self.state))
         self._show(self._frame(), caused_at)
+        return durable
 
     def _frame(self) -> LedFrame:
         """Once the server is going away, the device keeps showing so until it is disconnected."""
@@ -153,12 +196,15 @@ class DeviceActor(PooledActor):
             self._shown = leds
             self._link.leds.show(leds, caused_at)
 
-    def _end_notifier(self, playback_id: int) -> PlaybackEndCallback:
-        """The transport calls this from the event loop; it goes through the supervisor so
-        that a restarted actor still hears about the playback its predecessor started."""
+    def _end_notifier(self, playback_id: int, ticket: Ticket | None) -> PlaybackEndCallback:
+        """The transport calls this from the event loop once the playback ends, however it ends:
+        its admission ticket goes back, and the news goes through the supervisor so that a
+        restarted actor still hears about the playback its predecessor started."""
         supervisor, device_id = self._supervisor, self.device_id
 
         def notify(outcome: PlaybackOutcome) -> None:
+            if ticket is not None:
+                ticket.release()
             with contextlib.suppress(pykka.ActorDeadError):
                 supervisor.tell(PlaybackEnded(device_id, playback_id, outcome))
 
@@ -168,3 +214,17 @@ class DeviceActor(PooledActor):
 def _durable(state: DeviceState) -> tuple[int, int]:
     """The part of a state that a reconnect or a restart resumes."""
     return state.mode, state.next_playback_id
+
+
+def _run_all(callbacks: list[Callable[[bool], None]]) -> Callable[[bool], None]:
+    def run(saved: bool) -> None:
+        for callback in callbacks:
+            callback(saved)
+
+    return run
+
+
+def _tell(actor: pykka.ActorRef[Any], message: object) -> None:
+    """The supervisor stops first at shutdown; what a device still tells it then has no reader."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        actor.tell(message)

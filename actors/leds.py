@@ -33,6 +33,7 @@ STATUS_IDLE = Swatch("green", rgba(0x00C000))
 STATUS_PLAYING = Swatch("blue", rgba(0x0050FF))
 STATUS_ERROR = Swatch("red", rgba(0xFF0000))
 STATUS_SERVER_LEAVING = Swatch("amber", rgba(0xFFA000))
+STATUS_BUSY = Swatch("pink", rgba(0xFF4080))
 
 MODE_SHAPES = ("square", "rhombus", "triangle", "circle")
 MODE_COLOURS = (
@@ -47,9 +48,11 @@ MAX_MODES = len(MODE_SHAPES) * len(MODE_COLOURS)
 
 
 def status_swatch(state: DeviceState) -> Swatch:
-    """Error wins over playing, playing over idle: a fault must never hide."""
+    """Error wins over busy, busy over playing, playing over idle: a fault must never hide."""
     if state.fault is not None:
         return STATUS_ERROR
+    if state.busy:
+        return STATUS_BUSY
     if state.playing is not None:
         return STATUS_PLAYING
     return STATUS_IDLE

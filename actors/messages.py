@@ -10,7 +10,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.ports import DeviceLink
+from actors.ports import CloseCause, DeviceLink
 from actors.state import ButtonInput, DeviceState, PlaybackOutcome
 
 
@@ -32,6 +32,8 @@ class Refusal(enum.Enum):
 
     DRAINING = "draining"
     FULL = "full"
+    BUSY = "busy"
+    """Connects are arriving faster than the server can answer them in time."""
     SUPERSEDED = "superseded"
 
 
@@ -89,6 +91,15 @@ class StateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Retired:
+    """A device actor's answer to ``Retire``: its final state, already on its way to the store."""
+
+    device_id: str
+    actor_urn: str
+    state: DeviceState
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceFailed:
     device_id: str
     actor_urn: str
@@ -100,6 +111,8 @@ class DeviceFailed:
 class FleetStatus:
     connected: int
     restarts: int
+    retiring: int = 0
+    """Devices whose actors were told to retire and have not yet handed over their final state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +158,16 @@ class StreamClosed:
 
 @dataclass(frozen=True, slots=True)
 class Retire:
-    """Stop playback and answer the state to keep for the next connect (an ``ask``)."""
+    """The device's connection is over: stop playback, save the state to resume, end the
+    connection's streams for ``cause``, answer ``Retired`` and stop."""
+
+    cause: CloseCause
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BusyShown:
+    """The busy notice of a refused Play has been shown long enough."""
 
 
 @dataclass(frozen=True, slots=True)

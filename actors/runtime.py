@@ -1,128 +1,277 @@
-"""Pykka actors that share a few worker threads instead of owning one each.
+"""A Pykka runtime whose actors take their turns on one event loop's thread, each on a greenlet.
 
-A ``ThreadingActor`` is a thread: about 24 KB of memory and a thread start per actor, which
-for one actor per connected device dominated the server's cost per idle device and per
-connect. A ``PooledActor`` keeps everything Pykka promises — its own inbox, one message at a
-time in order, ``tell``/``ask``/proxies, ``on_start``/``on_stop``/``on_failure``, the
-registry — but runs its messages on a shared ``ActorPool`` whenever it has any.
+Pykka runs an actor by calling its own ``_actor_loop`` "on the thread or greenlet" that the
+runtime provides (its documented hooks for new actor types: ``_create_actor_inbox``,
+``_create_future``, ``_start_actor_loop``); Pykka's gevent and eventlet runtimes gave each
+actor a greenlet. This one does the same with bare greenlets on the thread of an asyncio
+loop: an actor's loop is Pykka's, unchanged; when its inbox is empty, ``get`` switches back
+to the loop, and the next ``put`` schedules the actor's greenlet again with
+``call_soon``. So every actor keeps its own inbox and handles one message at a time, in
+order, while a press travels loop → supervisor → device actor → loop without a thread
+hand-off, a lock convoy or a GIL switch interval on the way: on a busy core, each of those
+cost several milliseconds.
 
-The rule that comes with it: a pooled actor must not block waiting for another pooled actor
-(``ask(...).get()``), or a pool whose workers all wait could wait on itself. Device actors
-only ``tell``; the supervisor, which asks device actors, stays a ``ThreadingActor``.
+``ActorRuntime`` is owned by whoever builds it: the server binds one to its own event loop;
+code without a loop (actor tests, tools) starts one on a thread of its own. Its rule: nothing
+on the runtime's thread may block waiting for an actor of the runtime. The futures of
+``PooledActor`` enforce it: a ``get()`` there that would have to wait raises at once instead
+of freezing every actor (and the loop) forever. Actors on it ``tell``; replies go up by
+``tell`` or by a reply callable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import queue
-import sys
 import threading
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
+import greenlet
 import pykka
-from pykka import messages
-from pykka._envelope import Envelope
 
 logger = logging.getLogger(__name__)
 
 MESSAGES_PER_TURN = 32
-"""How many messages an actor handles before yielding its worker to the next ready actor."""
+"""How many messages an actor handles before it lets the loop and the other actors run."""
+
+_local = threading.local()
 
 
-class ActorPool:
-    """Worker threads that run ready actors; an actor is on at most one worker at a time."""
+def _on_runtime_thread() -> ActorRuntime | None:
+    runtime: ActorRuntime | None = getattr(_local, "runtime", None)
+    return runtime
 
-    def __init__(self, workers: int, name: str = "actor-pool") -> None:
-        if workers < 1:
-            raise ValueError(f"an actor pool needs at least one worker, not {workers}")
-        self._ready: queue.SimpleQueue[PooledActor] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+
+class WouldDeadlock(RuntimeError):
+    """A ``get()`` on the runtime's thread would have waited for an actor that runs on that thread."""
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class ActorRuntime:
+    """The thread pooled actors run on: an asyncio event loop's.
+
+    Built on the loop's own thread (``ActorRuntime(loop)``), or with a loop and thread of its
+    own (``ActorRuntime.on_own_thread()``). ``shutdown`` stops its actors without waiting on
+    its own thread, then (for its own thread) stops the loop and joins the thread.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, name: str = "actor-runtime") -> None:
+        self.name = name
+        self._loop = loop
+        self._thread_id: int | None = None
+        self._own_thread: threading.Thread | None = None
+        self._actors: set[PooledActor] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._bind_here()
+
+    def _bind_here(self) -> None:
+        self._thread_id = threading.get_ident()
+        _local.runtime = self
+
+    @classmethod
+    def on_own_thread(cls, name: str = "actor-runtime") -> ActorRuntime:
+        """A runtime on a new thread running a new event loop, for code that has no loop of its own."""
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        runtime: list[ActorRuntime] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            runtime.append(cls(loop, name=name))
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=run, name=name)
+        thread.start()
+        ready.wait()
+        runtime[0]._own_thread = thread
+        return runtime[0]
 
     @property
-    def workers(self) -> int:
-        return len(self._threads)
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
 
-    def schedule(self, actor: PooledActor) -> None:
-        self._ready.put(actor)
+    @property
+    def actors(self) -> int:
+        with self._lock:
+            return len(self._actors)
 
-    def _work(self) -> None:
-        while True:
-            actor = self._ready.get()
+    def on_thread(self) -> bool:
+        return threading.get_ident() == self._thread_id
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback`` on the runtime's thread, from any thread (no wake-up write from its own)."""
+        if self.on_thread():
+            self._loop.call_soon(callback, *args)
+        else:
             try:
-                actor._run_turn()
-            except Exception:  # an actor's own failures are handled in the turn; this is a bug guard
-                logger.exception("actor pool worker survived an error running %s", actor)
+                self._loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:  # the loop is closed: the runtime has shut down
+                logger.debug("%s: dropped a call after shutdown", self.name)
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Cancellable:
+        """Run ``callback`` on the runtime's thread after ``delay`` seconds; cancellable from there."""
+        if self.on_thread():
+            return self._loop.call_later(delay, callback, *args)
+        timer: list[asyncio.TimerHandle] = []
+        scheduled = threading.Event()
+
+        def arm() -> None:
+            timer.append(self._loop.call_later(delay, callback, *args))
+            scheduled.set()
+
+        self.call_soon(arm)
+        return _RemoteTimer(self, timer, scheduled)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop this runtime's actors (their on_stop runs), then its own thread if it has one.
+
+        Called from another thread it waits up to ``timeout`` for the actors to stop; on the
+        runtime's own thread it only asks them to, since waiting there would wait on itself.
+        A loop that outlives the runtime stops being its thread: gets there may block again.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            actors = list(self._actors)
+        stops = []
+        for actor in actors:
+            with contextlib.suppress(pykka.ActorDeadError):
+                stops.append(actor.actor_ref.stop(block=False))
+        if not self.on_thread():
+            try:
+                pykka.get_all(stops, timeout=timeout)
+            except pykka.Timeout:
+                logger.warning("%s: %d actors did not stop within %.1f s", self.name, self.actors, timeout)
+        if self._own_thread is not None:
+            self.call_soon(self._loop.stop)
+            if not self.on_thread():
+                self._own_thread.join(timeout)
+        else:
+            self.call_soon(self._unbind)
+
+    def _unbind(self) -> None:
+        if getattr(_local, "runtime", None) is self:
+            _local.runtime = None
+
+    def _adopt(self, actor: PooledActor) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name} is shut down; it starts no more actors")
+            self._actors.add(actor)
+
+    def _release(self, actor: PooledActor) -> None:
+        with self._lock:
+            self._actors.discard(actor)
 
 
-_default_pool: ActorPool | None = None
-_default_pool_lock = threading.Lock()
-DEFAULT_WORKERS = 4
+class _RemoteTimer:
+    """A timer armed from another thread: cancelling it is posted to the runtime's thread too."""
+
+    def __init__(self, runtime: ActorRuntime, timer: list[asyncio.TimerHandle], armed: threading.Event) -> None:
+        self._runtime = runtime
+        self._timer = timer
+        self._armed = armed
+
+    def cancel(self) -> None:
+        def cancel_now() -> None:
+            for handle in self._timer:
+                handle.cancel()
+
+        self._runtime.call_soon(cancel_now)
 
 
-def default_pool(workers: int | None = None) -> ActorPool:
-    """The process's shared pool, started on first use with ``workers`` threads (default 4).
+class PooledFuture(pykka.ThreadingFuture[Any]):
+    """A ThreadingFuture that refuses to wait on the runtime's thread, where waiting deadlocks."""
 
-    Asking again for a different size once it runs is an error: actors already run on it.
-    """
-    global _default_pool
-    with _default_pool_lock:
-        if _default_pool is None:
-            _default_pool = ActorPool(workers or DEFAULT_WORKERS)
-        elif workers is not None and workers != _default_pool.workers:
-            raise RuntimeError(
-                f"the actor pool already runs {_default_pool.workers} workers; it cannot become {workers}"
-            )
-        return _default_pool
+    def get(self, *, timeout: float | None = None) -> Any:
+        if _on_runtime_thread() is None:
+            return super().get(timeout=timeout)
+        try:
+            return super().get(timeout=0)
+        except pykka.Timeout:
+            raise WouldDeadlock(
+                "an actor's reply was awaited on the actor runtime's own thread: the actor can only "
+                "answer once that thread is free; tell, and let the answer come back as a message"
+            ) from None
 
 
 class _Inbox:
-    """A pooled actor's inbox: putting into an idle actor's inbox puts the actor on the pool.
+    """A pooled actor's inbox: a put wakes an idle actor by scheduling its greenlet.
 
     Two lists rather than a deque: a deque's first block is ~0.7 KB, per actor, per device.
     """
 
-    __slots__ = ("_actor", "_incoming", "_lock", "_outgoing", "_scheduled")
+    __slots__ = ("_actor", "_handled", "_incoming", "_lock", "_outgoing", "_scheduled")
 
     def __init__(self) -> None:
-        self._incoming: list[Envelope[Any]] = []
-        self._outgoing: list[Envelope[Any]] = []  # reversed: the next message is last
+        self._incoming: list[Any] = []
+        self._outgoing: list[Any] = []  # reversed: the next message is last
         self._lock = threading.Lock()
-        self._scheduled = True  # until the actor starts: messages wait for on_start
+        self._scheduled = True  # until the actor's greenlet first runs, it is as good as scheduled
+        self._handled = 0
         self._actor: PooledActor | None = None
 
-    def put(self, envelope: Envelope[Any], /) -> None:
+    def put(self, envelope: Any, /) -> None:
         with self._lock:
-            self._incoming.append(envelope)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        assert self._actor is not None
-        self._actor.pool.schedule(self._actor)
+            actor = self._actor
+            if actor is not None and actor._finished:
+                late = True
+            else:
+                late = False
+                self._incoming.append(envelope)
+                if self._scheduled:
+                    return
+                self._scheduled = True
+        if late:
+            _answer_dead(envelope)
+            return
+        assert actor is not None
+        actor.runtime.call_soon(actor._resume)
 
-    def get(self) -> Envelope[Any]:
-        with self._lock:
-            envelope = self._pop()
-        if envelope is None:
-            raise IndexError("the inbox is empty")
-        return envelope
+    def get(self) -> Any:
+        """Called only by the actor's own loop, on its greenlet: waits by switching to the loop."""
+        while True:
+            with self._lock:
+                if self._handled >= MESSAGES_PER_TURN:
+                    envelope = None  # a turn is over: stay scheduled, let the others run
+                else:
+                    envelope = self._pop()
+                    if envelope is None:
+                        self._scheduled = False
+                if envelope is not None:
+                    self._handled += 1
+                    return envelope
+            assert self._actor is not None
+            if self._handled >= MESSAGES_PER_TURN:
+                self._actor.runtime.call_soon(self._actor._resume)
+            self._actor._yield_turn()
 
     def empty(self) -> bool:
         with self._lock:
             return not self._incoming and not self._outgoing
 
-    def next_or_idle(self) -> Envelope[Any] | None:
-        """The next message, or None after marking the actor idle (the next put schedules it)."""
-        with self._lock:
-            envelope = self._pop()
-            if envelope is None:
-                self._scheduled = False
-            return envelope
+    def new_turn(self) -> None:
+        self._handled = 0
 
-    def _pop(self) -> Envelope[Any] | None:
+    def drain_after_finish(self) -> list[Any]:
+        with self._lock:
+            self._outgoing.reverse()
+            left = self._outgoing + self._incoming
+            self._outgoing, self._incoming = [], []
+            return left
+
+    def _pop(self) -> Any | None:
         if not self._outgoing:
             if not self._incoming:
                 return None
@@ -134,54 +283,21 @@ class _Inbox:
         self._actor = actor
 
 
-_STOP_FLAG_LOCK = threading.Lock()
-
-
-class _StopFlag(threading.Event):
-    """Pykka's ``actor_stopped`` without a Condition (a lock and a deque block, ~1 KB) per actor.
-
-    Pykka only sets and tests it; a ``wait`` gets a real Event, made the first time one is asked for.
-    """
-
-    def __init__(self) -> None:  # deliberately not Event.__init__: that builds the Condition
-        self._stopped = False
-        self._waitable: threading.Event | None = None
-
-    def is_set(self) -> bool:
-        return self._stopped
-
-    def set(self) -> None:
-        with _STOP_FLAG_LOCK:
-            self._stopped = True
-            waitable = self._waitable
-        if waitable is not None:
-            waitable.set()
-
-    def clear(self) -> None:
-        raise RuntimeError("a stopped actor stays stopped")
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with _STOP_FLAG_LOCK:
-            if self._stopped:
-                return True
-            if self._waitable is None:
-                self._waitable = threading.Event()
-            waitable = self._waitable
-        return waitable.wait(timeout)
-
-
 class PooledActor(pykka.Actor):
-    """A Pykka actor whose messages run on an ``ActorPool`` rather than on a thread of its own."""
+    """A Pykka actor run by an ``ActorRuntime``: its own inbox and Pykka's own actor loop, on a greenlet.
 
-    actor_pool: ClassVar[ActorPool | None] = None
-    """The pool this class's actors run on; None: the process's ``default_pool()``."""
+    The runtime is the first constructor argument, so who owns it is explicit:
+    ``MyActor.start(runtime, ...)``.
+    """
 
     actor_inbox: _Inbox
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, runtime: ActorRuntime, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.actor_stopped = _StopFlag()
-        self.actor_ref.actor_stopped = self.actor_stopped
+        self.runtime = runtime
+        self._greenlet: greenlet.greenlet | None = None
+        self._hub: greenlet.greenlet | None = None
+        self._finished = False
 
     @staticmethod
     def _create_actor_inbox() -> _Inbox:
@@ -189,58 +305,62 @@ class PooledActor(pykka.Actor):
 
     @staticmethod
     def _create_future() -> pykka.Future[Any]:
-        return pykka.ThreadingFuture()
+        return PooledFuture()
 
     def _start_actor_loop(self) -> None:
-        self.pool = type(self).actor_pool or default_pool()
-        self._started = False
-        self.actor_inbox.bind(self)
-        self.pool.schedule(self)
-
-    def _run_turn(self) -> None:
-        """Called by a pool worker: on_start the first time, then up to MESSAGES_PER_TURN messages."""
-        if not self._started:
-            self._started = True
-            self._actor_loop_setup()
-        for _ in range(MESSAGES_PER_TURN):
-            if self.actor_stopped.is_set():
-                # Pykka's teardown, and it goes on answering whatever still arrives.
-                while (late := self.actor_inbox.next_or_idle()) is not None:
-                    _answer_dead(self, late)
-                return
-            envelope = self.actor_inbox.next_or_idle()
-            if envelope is None:
-                return
-            self._handle_envelope(envelope)
-        self.pool.schedule(self)  # still busy: let other ready actors have a turn
-
-    def _handle_envelope(self, envelope: Envelope[Any]) -> None:
-        """The body of Pykka's ``_actor_loop_running`` for one message, unchanged in meaning."""
         try:
-            response = self._handle_receive(envelope.message)
-            if envelope.reply_to is not None:
-                envelope.reply_to.set(response)
-        except Exception:
-            if envelope.reply_to is not None:
-                logger.info("Exception returned from %s to caller:", self, exc_info=sys.exc_info())
-                envelope.reply_to.set_exception()
-            else:
-                self._handle_failure(*sys.exc_info())
-                try:
-                    self.on_failure(*sys.exc_info())
-                except Exception:
-                    self._handle_failure(*sys.exc_info())
+            self.runtime._adopt(self)
+        except RuntimeError:
+            pykka.ActorRegistry.unregister(self.actor_ref)  # Pykka registered it a moment ago
+            self.actor_stopped.set()
+            raise
+        self.actor_inbox.bind(self)
+        self.runtime.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        """On the runtime's thread, from the loop: run the actor until its inbox is empty or its turn is over."""
+        self.actor_inbox.new_turn()
+        self._hub = greenlet.getcurrent()
+        if self._greenlet is None:
+            if self._finished:
+                return
+            self._greenlet = greenlet.greenlet(self._run, parent=self._hub)
+        elif self._greenlet.dead:
+            return
+        self._greenlet.switch()
+
+    def _yield_turn(self) -> None:
+        assert self._hub is not None
+        self._hub.switch()
+
+    def _run(self) -> None:
+        try:
+            self._actor_loop()  # Pykka's own loop: on_start, messages one at a time, teardown
+        except greenlet.GreenletExit:
+            pass  # the interpreter is exiting with the actor idle: nothing to hand over
+        except WouldDeadlock:
+            # Pykka answers a BaseException in a handler by stopping every actor and waiting for
+            # them (stop_all); every stop has been sent by the time the wait is refused here.
+            logger.error("%s stopped every actor after a fatal error; not waiting for them here", self)
         except BaseException:
-            logger.debug("%r in %s. Stopping all actors.", sys.exc_info()[1], self)
-            self._stop()
-            pykka.ActorRegistry.stop_all()
+            logger.exception("%s: its actor loop ended with an error", self)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        with self.actor_inbox._lock:
+            self._finished = True
+        if not self.actor_stopped.is_set():
+            pykka.ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+        for envelope in self.actor_inbox.drain_after_finish():
+            _answer_dead(envelope)
+        self.runtime._release(self)
 
 
-def _answer_dead(actor: pykka.Actor, envelope: Envelope[Any]) -> None:
-    if envelope.reply_to is None:
+def _answer_dead(envelope: Any) -> None:
+    reply_to: pykka.Future[Any] | None = getattr(envelope, "reply_to", None)
+    if reply_to is None:
         return
-    if isinstance(envelope.message, messages._ActorStop):
-        envelope.reply_to.set(None)
-        return
-    error = pykka.ActorDeadError(f"{actor.actor_ref} stopped before handling the message")
-    envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, error, None))
+    error = pykka.ActorDeadError("the actor stopped before handling the message")
+    reply_to.set_exception(exc_info=(pykka.ActorDeadError, error, None))

@@ -57,6 +57,8 @@ class DeviceState:
     playing: Playback | None = None
     next_playback_id: int = 1
     fault: Fault | None = None
+    busy: bool = False
+    """A Play was just refused because the server carries all the audio it can keep on time."""
 
     def fitted_to(self, modes: int) -> DeviceState:
         """A state restored under a configuration with fewer modes starts over at mode 0."""
@@ -64,7 +66,7 @@ class DeviceState:
 
     def at_rest(self) -> DeviceState:
         """What a device resumes with after a disconnect: same mode, nothing playing, no fault."""
-        return replace(self, playing=None, fault=None)
+        return replace(self, playing=None, fault=None, busy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,30 @@ def on_button(state: DeviceState, event: ButtonInput, modes: int) -> Transition:
     playback), Stop ends playback. HOLD: Mode returns to mode 0, Stop acts as a press,
     Play has no long-press action. RELEASE ends a gesture and changes nothing. Connect is
     handled on the device and never acted on here. Unaccepted events are acked false.
+    An accepted event ends a "busy" notice.
     """
+    transition = _on_button(state, event, modes)
+    if transition.accepted and transition.state.busy:
+        return Transition(replace(transition.state, busy=False), transition.effects)
+    return transition
+
+
+def starts_new_stream(before: DeviceState, transition: Transition) -> bool:
+    """The transition would add a stream to the server's audio load (a preemption only replaces one)."""
+    return before.playing is None and any(isinstance(e, StartPlayback) for e in transition.effects)
+
+
+def on_play_refused(state: DeviceState) -> Transition:
+    """Admission control refused a new stream: nothing plays, led_1 shows busy for a moment."""
+    return Transition(replace(state, busy=True), accepted=False)
+
+
+def on_busy_shown(state: DeviceState) -> Transition:
+    """The busy notice has been shown long enough."""
+    return Transition(replace(state, busy=False))
+
+
+def _on_button(state: DeviceState, event: ButtonInput, modes: int) -> Transition:
     button, gesture = event.button, event.gesture
     if button is Button.CONNECT:
         return Transition(state, accepted=False)

@@ -7,21 +7,27 @@ embedded default, a file on disk, with ``:memory:`` for tests.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from actors.state import DeviceState
 
+logger = logging.getLogger(__name__)
+
 
 class StateStore(Protocol):
-    """Thread-safe: device actors save from their own threads."""
+    """Thread-safe. ``save_many`` writes all of its states or none (one transaction)."""
 
     def load(self, device_id: str) -> DeviceState | None: ...
 
     def save(self, device_id: str, state: DeviceState) -> None: ...
+
+    def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -46,11 +52,16 @@ class MemoryStateStore:
             return state
 
     def save(self, device_id: str, state: DeviceState) -> None:
+        kept = DeviceState(mode=state.mode, next_playback_id=state.next_playback_id)  # as SQLite keeps it
         with self._lock:
-            self._states[device_id] = state
+            self._states[device_id] = kept
             self._states.move_to_end(device_id)
             while len(self._states) > self._capacity:
                 self._states.popitem(last=False)
+
+    def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None:
+        for device_id, state in states:
+            self.save(device_id, state)
 
     def close(self) -> None:
         pass
@@ -69,10 +80,27 @@ CREATE TABLE IF NOT EXISTS devices (
 """
 
 
+_UPSERT = (
+    "INSERT INTO devices (device_id, mode, next_playback_id) VALUES (?, ?, ?) "
+    "ON CONFLICT (device_id) DO UPDATE SET mode = excluded.mode, "
+    "next_playback_id = excluded.next_playback_id, "
+    "updated_at = (julianday('now') - 2440587.5) * 86400.0"
+)
+
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between WAL checkpoints, which run on a thread of their own."""
+
+
 class SqliteStateStore:
-    """One row per device, written in its own transaction: a crash (even SIGKILL) loses nothing
-    that was saved and never leaves a half-written row. WAL journal with synchronous=NORMAL:
-    durable across process crashes; a power cut may lose the last few saves, never consistency."""
+    """One row per device; every save is a committed transaction: a crash (even SIGKILL) loses
+    nothing that was saved and never leaves a half-written row. WAL journal with
+    synchronous=NORMAL: durable across process crashes; a power cut may lose the last few
+    saves, never consistency.
+
+    A commit appends to the WAL (no fsync); the checkpoint that copies the WAL into the
+    database and syncs it is the slow part, so it runs on a thread of its own every
+    ``CHECKPOINT_INTERVAL`` instead of inside whichever save crosses the WAL's size limit
+    (that save would stall the event loop the actors run on for milliseconds)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -87,6 +115,28 @@ class SqliteStateStore:
         except sqlite3.Error as error:
             raise StoreError(f"cannot use the state store {self.path}: {error}") from error
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_until_closed, name="state-store-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_until_closed(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        try:
+            while not self._closing.wait(CHECKPOINT_INTERVAL):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as error:
+                    logger.warning("state store checkpoint failed: %s", error)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as error:
+            logger.warning("state store final checkpoint failed: %s", error)
+        finally:
+            db.close()
 
     def load(self, device_id: str) -> DeviceState | None:
         with self._lock:
@@ -98,16 +148,26 @@ class SqliteStateStore:
         return DeviceState(mode=int(row[0]), next_playback_id=int(row[1]))
 
     def save(self, device_id: str, state: DeviceState) -> None:
+        self.save_many(((device_id, state),))
+
+    def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None:
+        rows = [(device_id, state.mode, state.next_playback_id) for device_id, state in states]
         with self._lock:
-            self._db.execute(
-                "INSERT INTO devices (device_id, mode, next_playback_id) VALUES (?, ?, ?) "
-                "ON CONFLICT (device_id) DO UPDATE SET mode = excluded.mode, "
-                "next_playback_id = excluded.next_playback_id, "
-                "updated_at = (julianday('now') - 2440587.5) * 86400.0",
-                (device_id, state.mode, state.next_playback_id),
-            )
+            if len(rows) == 1:
+                self._db.execute(_UPSERT, rows[0])
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_UPSERT, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(10)
         with self._lock:
             self._db.close()
 

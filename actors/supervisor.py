@@ -3,7 +3,9 @@
 The supervisor creates a device's actor when the device opens its first stream, routes its
 button events to it, retires it (keeping its state) when its last stream closes, hands a
 device over to its newest connection, and restarts an actor that fails from its last state.
-It asks device actors only downwards (``Retire``); they answer it with ``tell``.
+It never waits for a device actor: it tells ``Retire``, and the actor saves its own final
+state and answers ``Retired`` by ``tell``. Streams the device opens again meanwhile wait
+for that answer (or for ``retire_timeout``), so the new actor starts from the final state.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import pykka
 
+from actors.commit import GroupCommit
 from actors.device import DeviceActor
 from actors.logs import for_device
 from actors.messages import (
@@ -30,6 +33,7 @@ from actors.messages import (
     PlaybackFinished,
     Refusal,
     Retire,
+    Retired,
     RouteButton,
     ShowLeaving,
     StateChanged,
@@ -41,8 +45,9 @@ from actors.messages import (
 )
 from actors.observer import FleetObserver
 from actors.ports import CloseCause, DeviceLink, LinkFactory
+from actors.runtime import ActorRuntime, PooledActor
 from actors.state import DeviceState, Fault
-from actors.store import StateStore
+from media.admission import StreamAdmission
 from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
@@ -76,22 +81,41 @@ class _Device:
     superseded_peers: list[str] = field(default_factory=list)
 
 
-class SupervisorActor(pykka.ThreadingActor):
+@dataclass
+class _Retiring:
+    """A device actor told to retire that has not answered yet, and the streams waiting for it."""
+
+    actor_urn: str
+    state: DeviceState
+    waiting: list[OpenStream] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _RetireOverdue:
+    device_id: str
+    actor_urn: str
+
+
+class SupervisorActor(PooledActor):
     def __init__(
         self,
+        runtime: ActorRuntime,
         library: SoundLibrary,
-        store: StateStore,
+        store: GroupCommit,
         link_factory: LinkFactory,
         policy: SupervisorPolicy | None = None,
         observer: FleetObserver | None = None,
+        admission: StreamAdmission | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(runtime)
         self._library = library
         self._store = store
         self._link_factory = link_factory
         self._policy = policy or SupervisorPolicy()
         self._observer = observer or FleetObserver()
+        self._admission = admission or StreamAdmission()
         self._devices: dict[str, _Device] = {}
+        self._retiring: dict[str, _Retiring] = {}
         self._counter = 0
         self._draining = False
         self._restarts = 0
@@ -112,10 +136,23 @@ class SupervisorActor(pykka.ThreadingActor):
                 device = self._devices.get(device_id)
                 if device is not None and device.actor.actor_urn == urn:
                     device.state = state
+            case Retired(device_id=device_id, actor_urn=urn, state=state):
+                self._retired(device_id, urn, state, saved=True)
+            case _RetireOverdue(device_id=device_id, actor_urn=urn):
+                retiring = self._retiring.get(device_id)
+                if retiring is not None and retiring.actor_urn == urn:
+                    for_device(logger, device_id).warning("retired without a final state from its actor")
+                    self._retired(device_id, urn, retiring.state, saved=False)
+            case DeviceFailed(device_id=device_id, actor_urn=urn) if device_id in self._retiring:
+                self._retired(device_id, urn, message.state.at_rest(), saved=False)
             case DeviceFailed():
                 self._restart(message)
             case DescribeFleet(reply=reply):
-                reply(FleetStatus(connected=len(self._devices), restarts=self._restarts))
+                reply(
+                    FleetStatus(
+                        connected=len(self._devices), restarts=self._restarts, retiring=len(self._retiring)
+                    )
+                )
             case Drain():
                 self._draining = True
                 for device in self._devices.values():
@@ -127,6 +164,10 @@ class SupervisorActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for device_id in list(self._devices):
             self._retire(device_id)
+        for retiring in self._retiring.values():
+            for waiting in retiring.waiting:
+                waiting.reply(StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING))
+        self._retiring.clear()
 
     @property
     def connected(self) -> int:
@@ -140,6 +181,10 @@ class SupervisorActor(pykka.ThreadingActor):
         device_id, peer = message.device_id, message.peer
         if self._draining:
             message.reply(StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING))
+            return
+        retiring = self._retiring.get(device_id)
+        if retiring is not None:
+            retiring.waiting.append(message)  # served once the old actor has handed over its state
             return
         device = self._devices.get(device_id)
         if device is None:
@@ -173,9 +218,7 @@ class SupervisorActor(pykka.ThreadingActor):
         saved = self._store.load(device_id)
         state = (saved or DeviceState()).fitted_to(self._library.modes).at_rest()
         session = _Session(self._next(), self._link_factory(device_id, peer))
-        actor = DeviceActor.start(
-            device_id, state, session.link, self.actor_ref, self._library, self._observer, self._store
-        )
+        actor = self._start_actor(device_id, state, session.link)
         device = _Device(actor, session, state)
         self._devices[device_id] = device
         self._observer.device_connected()
@@ -205,21 +248,50 @@ class SupervisorActor(pykka.ThreadingActor):
         elif message.kind not in device.session.streams.values():
             _tell(device.actor, StreamClosed(message.kind))
 
+    def _start_actor(self, device_id: str, state: DeviceState, link: DeviceLink) -> pykka.ActorRef[Any]:
+        return DeviceActor.start(
+            self.runtime,
+            device_id,
+            state,
+            link,
+            self.actor_ref,
+            self._library,
+            self._observer,
+            self._store,
+            self._admission,
+        )
+
     def _retire(self, device_id: str) -> None:
+        """Tell the actor to retire; its ``Retired`` (or the timeout) completes it."""
         device = self._devices.pop(device_id)
         self._observer.device_disconnected()
-        state = device.state.at_rest()
-        try:
-            state = cast(DeviceState, device.actor.ask(Retire(), timeout=self._policy.retire_timeout))
-        except (pykka.ActorDeadError, pykka.Timeout) as error:
-            for_device(logger, device_id).warning("retiring without a final state (%r)", error)
-        device.actor.stop(block=False)
         if self._draining:
-            device.session.link.close(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
+            retire = Retire(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
         else:
-            device.session.link.close(CloseCause.RETIRED, "the device's connection is gone")
-        self._store.save(device_id, state)
-        for_device(logger, device_id).info("disconnected; mode %d kept", state.mode)
+            retire = Retire(CloseCause.RETIRED, "the device's connection is gone")
+        urn = device.actor.actor_urn
+        try:
+            device.actor.tell(retire)
+        except pykka.ActorDeadError:
+            for_device(logger, device_id).warning("retiring without a final state (its actor is gone)")
+            device.session.link.close(retire.cause, retire.reason)
+            self._store.save(device_id, device.state.at_rest())
+            return
+        self._retiring[device_id] = _Retiring(urn, device.state.at_rest())
+        self.runtime.call_later(self._policy.retire_timeout, self._tell_self, _RetireOverdue(device_id, urn))
+
+    def _retired(self, device_id: str, actor_urn: str, state: DeviceState, saved: bool) -> None:
+        retiring = self._retiring.get(device_id)
+        if retiring is None or retiring.actor_urn != actor_urn:
+            return
+        del self._retiring[device_id]
+        if not saved:
+            self._store.save(device_id, state)
+        for waiting in retiring.waiting:
+            self._open_stream(waiting)
+
+    def _tell_self(self, message: object) -> None:
+        _tell(self.actor_ref, message)
 
     def _route_button(self, message: RouteButton) -> None:
         device = self._devices.get(message.device_id)
@@ -257,15 +329,7 @@ class SupervisorActor(pykka.ThreadingActor):
         )
         self._restarts += 1
         self._observer.actor_restarted()
-        device.actor = DeviceActor.start(
-            message.device_id,
-            state,
-            device.session.link,
-            self.actor_ref,
-            self._library,
-            self._observer,
-            self._store,
-        )
+        device.actor = self._start_actor(message.device_id, state, device.session.link)
         device.state = state
         for_device(logger, message.device_id).warning(
             "actor restarted from its last state after %s", message.error

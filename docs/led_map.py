@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from actors.leds import (
     MAX_MODES,
+    STATUS_BUSY,
     STATUS_ERROR,
     STATUS_IDLE,
     STATUS_PLAYING,
@@ -61,6 +62,7 @@ def rows() -> list[tuple[str, LedFrame]]:
         (f"idle ({STATUS_IDLE.name})", render(DeviceState())),
         (f"playing ({STATUS_PLAYING.name})", render(DeviceState(playing=Playback(1, 0)))),
         (f"error ({STATUS_ERROR.name})", render(DeviceState(fault=Fault.RECOVERED))),
+        (f"busy: Play refused ({STATUS_BUSY.name})", render(DeviceState(busy=True))),
         (f"server leaving ({STATUS_SERVER_LEAVING.name})", (STATUS_SERVER_LEAVING.rgba, *mode_leds(0))),
     ]
     modes = [(f"mode {mode}", (STATUS_IDLE.rgba, *mode_leds(mode))) for mode in range(MAX_MODES)]

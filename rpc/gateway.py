@@ -12,32 +12,71 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pykka
 
-from actors.messages import CloseStream, OpenStream, RouteButton, StreamGrant, StreamKind, StreamRefused
+from actors.messages import (
+    CloseStream,
+    OpenStream,
+    Refusal,
+    RouteButton,
+    StreamGrant,
+    StreamKind,
+    StreamRefused,
+)
 from actors.state import ButtonInput
+from rpc.loopcall import call_on_loop
 
 T = TypeVar("T")
 
 
 class FleetGateway:
+    """Requests to the supervisor, from the loop's side.
+
+    Connect storms: an open waits for the supervisor behind every open already asked. When
+    the oldest of those has waited longer than ``connect_queue_limit``, the server is not
+    keeping up, and a new open is refused at once (RESOURCE_EXHAUSTED: retry later) rather
+    than served seconds late along with everyone else.
+    """
+
     def __init__(
-        self, supervisor: pykka.ActorRef[Any], loop: asyncio.AbstractEventLoop, ack_timeout: float = 5.0
+        self,
+        supervisor: pykka.ActorRef[Any],
+        loop: asyncio.AbstractEventLoop,
+        ack_timeout: float = 5.0,
+        connect_queue_limit: float = 0.5,
     ) -> None:
         self._supervisor = supervisor
         self._loop = loop
         self._ack_timeout = ack_timeout
+        self._connect_queue_limit = connect_queue_limit
+        self._opening: dict[int, float] = {}
+        """Opens asked and not yet answered, oldest first: request number -> when asked."""
+        self._requests = itertools.count()
+
+    def shedding(self) -> bool:
+        """True while the oldest unanswered open has waited longer than the limit."""
+        for asked in self._opening.values():
+            return self._loop.time() - asked > self._connect_queue_limit
+        return False
 
     async def open_stream(self, device_id: str, peer: str, kind: StreamKind) -> StreamGrant | StreamRefused:
         """A grant that arrives after the caller gave up (the call was cancelled) is closed at once,
         or the supervisor would count a stream that nobody serves."""
+        if self.shedding():
+            return StreamRefused(
+                "the server is busy connecting other devices; reconnect in a moment", Refusal.BUSY
+            )
         future: asyncio.Future[StreamGrant | StreamRefused] = self._loop.create_future()
         loop = self._loop
+        request = next(self._requests)
+        self._opening[request] = loop.time()
 
         def granted(result: StreamGrant | StreamRefused) -> None:
+            self._opening.pop(request, None)
             if future.done():
                 if isinstance(result, StreamGrant):
                     self.close_stream(device_id, result, kind)
@@ -45,7 +84,7 @@ class FleetGateway:
             future.set_result(result)
 
         def reply(result: StreamGrant | StreamRefused) -> None:
-            loop.call_soon_threadsafe(granted, result)
+            call_on_loop(loop, granted, result)
 
         self._supervisor.tell(OpenStream(device_id, peer, kind, reply))
         handed_over = False
@@ -58,6 +97,7 @@ class FleetGateway:
             # Given up (cancelled, timed out, or the handler closed with GeneratorExit, which
             # leaves the future pending): a grant now or later is ours to close.
             if not handed_over:
+                self._opening.pop(request, None)
                 if not future.done():
                     future.cancel()
                 elif not future.cancelled() and isinstance(grant := future.result(), StreamGrant):
@@ -82,7 +122,7 @@ class FleetGateway:
         loop = self._loop
 
         def reply(value: T) -> None:
-            loop.call_soon_threadsafe(_resolve, future, value)
+            call_on_loop(loop, _resolve, future, value)
 
         self._supervisor.tell(make(reply))
         expiry = loop.call_later(timeout, _expire, future)

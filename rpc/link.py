@@ -7,7 +7,6 @@ the LED mailbox, the audio channel and the stream slots live. Nothing here block
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from actors.state import PlaybackOutcome
 from media.library import EncodedSound
 from media.transport import AudioChannel, AudioTransport, Outcome
 from rpc import comms_pb2 as pb
+from rpc.loopcall import call_on_loop
 from rpc.metrics import Metrics
 from rpc.slots import Ending, StreamSlot
 from rpc.tracks import TrackBook
@@ -143,8 +143,7 @@ class GrpcDeviceLink:
 
     def post(self, function: Callable[..., Any], *args: Any) -> None:
         """Run on the loop; a loop already closed at shutdown has nobody left to serve."""
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(function, *args)
+        call_on_loop(self._loop, function, *args)
 
     # Loop side.
 

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from actors.commit import GroupCommit
 from actors.observer import FleetObserver, PlaybackEnd
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -29,8 +30,9 @@ class Metrics(FleetObserver):
         self.led_sets_failed = 0
         self.led_gets_failed = 0
         self.led_changes_coalesced = 0
-        self.events_acked = 0
         self.streams_refused = 0
+        self.connects_shed = 0
+        self._commits: GroupCommit | None = None
 
         registry = self.registry
         self.connected_devices = Gauge(
@@ -84,6 +86,13 @@ class Metrics(FleetObserver):
     def playback_ended(self, how: PlaybackEnd) -> None:
         self.playbacks.labels(how.value).inc()
 
+    def playback_refused(self) -> None:
+        """Admission control refused a Play: the server carries all the audio it can keep on time."""
+        self.playbacks.labels("refused").inc()
+
+    def watch_commits(self, commits: GroupCommit) -> None:
+        self._commits = commits
+
 
 class _HotCounters(Collector):
     def __init__(self, metrics: Metrics) -> None:
@@ -104,7 +113,19 @@ class _HotCounters(Collector):
             "LED states replaced by a newer one before they were sent",
             m.led_changes_coalesced,
         )
-        yield _counter("acp_streams_refused", "Streams refused: server full or draining", m.streams_refused)
+        yield _counter(
+            "acp_streams_refused", "Streams refused: server full, draining or shedding", m.streams_refused
+        )
+        yield _counter(
+            "acp_connects_shed",
+            "Streams refused at once because the opens ahead of them waited too long (connect storm)",
+            m.connects_shed,
+        )
+        if m._commits is not None:
+            yield _counter("acp_state_saves", "Device states saved", m._commits.saves)
+            yield _counter(
+                "acp_state_commits", "Store transactions (saves that arrive together share one)", m._commits.commits
+            )
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

@@ -17,11 +17,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from actors.commit import GroupCommit
 from actors.config import ServerConfig
 from actors.messages import Drain
-from actors.runtime import default_pool
+from actors.runtime import ActorRuntime
 from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
+from media.admission import AdmissionPolicy, StreamAdmission
 from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
 from rpc import comms_pb2 as pb
@@ -66,7 +68,14 @@ class ControlPlane:
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
         self.store: StateStore = store or open_store(config.state_db)
         self.metrics = Metrics()
-        default_pool(config.actor_workers)  # the device actors' threads
+        self.admission = StreamAdmission(
+            AdmissionPolicy(
+                max_streams=config.max_streams,
+                lateness_limit=config.lateness_limit_ms / 1000,
+                learn=config.learn_capacity,
+            ),
+            on_refused=self.metrics.playback_refused,
+        )
         self.credentials = server_credentials(config)
         self.authenticator = (
             DeviceAuthenticator(load_secret(config.auth_secret_file)) if config.auth_secret_file else None
@@ -76,6 +85,8 @@ class ControlPlane:
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._supervisor: pykka.ActorRef[Any] | None = None
+        self._runtime: ActorRuntime | None = None
+        self._commits: GroupCommit | None = None
         self._transport: AudioTransport[pb.AudioPacket] | None = None
         self._metrics_server: Any = None
         self._links: weakref.WeakSet[GrpcDeviceLink] = weakref.WeakSet()
@@ -84,12 +95,22 @@ class ControlPlane:
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
         tracks = TrackBook(self.library)
+        admission, lateness = self.admission, self.metrics.pacing_lateness
+
+        def on_lateness(seconds: float) -> None:
+            lateness.observe(seconds)
+            admission.observe_lateness(seconds)
+
         transport: AudioTransport[pb.AudioPacket] = AudioTransport(
             preroll=self.config.preroll_ms / 1000,
             tick=self.config.tick_ms / 1000,
             end_frame=tracks.end_packet,
-            on_lateness=self.metrics.pacing_lateness.observe,
+            on_lateness=on_lateness,
         )
+        # The actors take their turns on this loop's thread: no thread hand-off per press.
+        runtime = ActorRuntime(loop, name="actors")
+        commits = GroupCommit(self.store, runtime.call_soon)
+        self.metrics.watch_commits(commits)
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
             link = GrpcDeviceLink(device_id, peer, loop, transport, tracks, self.metrics)
@@ -97,11 +118,13 @@ class ControlPlane:
             return link
 
         policy = SupervisorPolicy(max_devices=self.config.max_devices)
-        supervisor = SupervisorActor.start(self.library, self.store, link_factory, policy, self.metrics)
+        supervisor = SupervisorActor.start(
+            runtime, self.library, commits, link_factory, policy, self.metrics, admission
+        )
         server = grpc.aio.server(options=grpc_options(self.config))
         add_device_service(
             DeviceService(
-                FleetGateway(supervisor, loop),
+                FleetGateway(supervisor, loop, connect_queue_limit=self.config.connect_queue_ms / 1000),
                 self.metrics,
                 self.config.event_rate,
                 self.config.event_burst,
@@ -127,8 +150,9 @@ class ControlPlane:
                 )
                 self.metrics_port = self._metrics_server.server_port
         except Exception:
-            supervisor.stop()
             await server.stop(None)
+            await asyncio.to_thread(runtime.shutdown)
+            commits.close()
             raise
         if self.credentials is None and not self.config.loopback_only:
             logger.warning(
@@ -139,6 +163,7 @@ class ControlPlane:
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._transport, self._supervisor, self._server, self.port = transport, supervisor, server, port
+        self._runtime, self._commits = runtime, commits
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
@@ -160,12 +185,14 @@ class ControlPlane:
         """
         grace = self.config.grace if grace is None else grace
         server, supervisor, transport = self._server, self._supervisor, self._transport
-        if server is None or supervisor is None or transport is None:
+        runtime, commits = self._runtime, self._commits
+        if server is None or supervisor is None or transport is None or runtime is None or commits is None:
             return
-        self._server = self._supervisor = self._transport = None
+        self._server = self._supervisor = self._transport = self._runtime = self._commits = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        logger.info("draining %d devices (grace %.1f s)", len(self._links), grace)
+        connected = sum(1 for link in list(self._links) if link.ending is None)
+        logger.info("draining %s (grace %.1f s)", _devices(connected), grace)
         await self.health.enter_graceful_shutdown()
         supervisor.tell(Drain())
         await self._settle(loop.time() + grace * DRAIN_SETTLE_SHARE)
@@ -176,11 +203,12 @@ class ControlPlane:
             logger.warning("supervisor did not stop in time")
         await server.stop(max(deadline - loop.time(), 0.0))
         await transport.close()
-        await asyncio.to_thread(lambda: pykka.ActorRegistry.stop_all(block=True, timeout=5.0))
+        await asyncio.to_thread(runtime.shutdown, 5.0)  # device actors save their last states
+        await asyncio.sleep(0)  # the runtime lets go of this loop's thread
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
-        self.store.close()
+        commits.close()
         self._stopped.set()
         logger.info("stopped")
 
@@ -199,6 +227,10 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _devices(count: int) -> str:
+    return f"{count} device" if count == 1 else f"{count} devices"
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:

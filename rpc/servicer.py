@@ -40,6 +40,7 @@ AnyContext = grpc.aio.ServicerContext[Any, Any]
 _REFUSAL_CODES = {
     Refusal.DRAINING: grpc.StatusCode.UNAVAILABLE,
     Refusal.FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Refusal.BUSY: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Refusal.SUPERSEDED: grpc.StatusCode.ABORTED,
 }
 
@@ -164,6 +165,8 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
         result = await self._fleet.open_stream(device_id, context.peer(), kind)
         if isinstance(result, StreamRefused):
             self._metrics.streams_refused += 1
+            if result.why is Refusal.BUSY:
+                self._metrics.connects_shed += 1
             code = _REFUSAL_CODES[result.why]
             await _abort(context, code, result.reason)
         link = result.link

@@ -18,9 +18,12 @@ from actors.messages import (
     StreamKind,
     StreamRefused,
 )
+from actors.commit import GroupCommit
+from actors.runtime import ActorRuntime
 from actors.state import Button, ButtonInput, Gesture
 from actors.store import MemoryStateStore
 from actors.supervisor import SupervisorActor, SupervisorPolicy
+from media.admission import StreamAdmission
 from media.library import SoundLibrary
 from tests.fakes import FakeLink, Replies
 
@@ -28,13 +31,26 @@ ALL_KINDS = (StreamKind.STATUS, StreamKind.EVENTS, StreamKind.AUDIO)
 
 
 class ActorFleet:
-    def __init__(self, library: SoundLibrary, policy: SupervisorPolicy | None = None) -> None:
+    """The supervisor and its device actors on an actor runtime of their own (a thread and its loop)."""
+
+    def __init__(
+        self,
+        library: SoundLibrary,
+        policy: SupervisorPolicy | None = None,
+        admission: StreamAdmission | None = None,
+    ) -> None:
+        self.runtime = ActorRuntime.on_own_thread("test-actors")
         self.store = MemoryStateStore()
+        self.commits = GroupCommit(self.store, self.runtime.call_soon)
         self.links: list[FakeLink] = []
+        self.admission = admission or StreamAdmission()
         self.supervisor: pykka.ActorRef[Any] = SupervisorActor.start(
-            library, self.store, self._make_link, policy
+            self.runtime, library, self.commits, self._make_link, policy, None, self.admission
         )
         self.grants: dict[tuple[str, StreamKind], StreamGrant] = {}
+
+    def shutdown(self) -> None:
+        self.runtime.shutdown()
 
     def _make_link(self, device_id: str, peer: str) -> FakeLink:
         link = FakeLink(device_id, peer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, STATUS_SERVER_LEAVING, mode_leds, render
@@ -9,6 +11,7 @@ from actors.messages import CloseStream, Drain, Refusal, StreamGrant, StreamKind
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
 from actors.supervisor import SupervisorPolicy
+from media.admission import StreamAdmission
 from media.library import SoundLibrary
 from tests.actor_fleet import ActorFleet
 from tests.fakes import FakeLink
@@ -17,8 +20,21 @@ OTHER_PEER = "ipv4:127.0.0.1:2000"
 
 
 @pytest.fixture
-def fleet(library: SoundLibrary) -> ActorFleet:
-    return ActorFleet(library)
+def make_fleet(library: SoundLibrary) -> Iterator[Callable[..., ActorFleet]]:
+    fleets: list[ActorFleet] = []
+
+    def make(policy: SupervisorPolicy | None = None, admission: StreamAdmission | None = None) -> ActorFleet:
+        fleets.append(ActorFleet(library, policy, admission))
+        return fleets[-1]
+
+    yield make
+    for fleet in fleets:
+        fleet.shutdown()
+
+
+@pytest.fixture
+def fleet(make_fleet: Callable[..., ActorFleet]) -> ActorFleet:
+    return make_fleet()
 
 
 def status_led(link: FakeLink) -> int:
@@ -159,7 +175,7 @@ def test_the_actor_retires_when_all_streams_are_gone_and_the_mode_is_kept(fleet:
     fleet.press("kitchen", Button.MODE)
     fleet.press("kitchen", Button.PLAY)
     fleet.disconnect("kitchen")
-    assert fleet.status().connected == 0
+    fleet.wait_for_status(lambda status: status.connected == 0 and status.retiring == 0)
     assert fleet.store.load("kitchen") == DeviceState(mode=2, next_playback_id=2)
     again = fleet.connect("kitchen")
     again.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
@@ -207,8 +223,8 @@ def test_a_failing_device_actor_is_restarted_from_its_last_state(fleet: ActorFle
     assert link.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(2))
 
 
-def test_a_device_actor_that_keeps_failing_has_its_connection_ended(library: SoundLibrary) -> None:
-    fleet = ActorFleet(library, SupervisorPolicy(max_restarts=2))
+def test_a_device_actor_that_keeps_failing_has_its_connection_ended(make_fleet: Callable[..., ActorFleet]) -> None:
+    fleet = make_fleet(SupervisorPolicy(max_restarts=2))
     link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.MODE)
     for restarts in range(3):
@@ -221,8 +237,8 @@ def test_a_device_actor_that_keeps_failing_has_its_connection_ended(library: Sou
     assert fleet.store.load("kitchen") == DeviceState(mode=1, next_playback_id=1)
 
 
-def test_devices_beyond_the_limit_are_refused_as_overloaded(library: SoundLibrary) -> None:
-    fleet = ActorFleet(library, SupervisorPolicy(max_devices=1))
+def test_devices_beyond_the_limit_are_refused_as_overloaded(make_fleet: Callable[..., ActorFleet]) -> None:
+    fleet = make_fleet(SupervisorPolicy(max_devices=1))
     fleet.connect("kitchen")
     refused = fleet.open("hall", StreamKind.STATUS)
     assert isinstance(refused, StreamRefused)

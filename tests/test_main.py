@@ -48,7 +48,9 @@ def test_environment_variables_set_defaults_and_flags_win() -> None:
         (["--frame-ms", "25"], "frame duration must be one of"),
         (["--port", "70000"], "outside 0..65535"),
         (["--log-level", "LOUD"], "log level must be one of"),
-        (["--actor-workers", "0"], "actor workers must be 1..64"),
+        (["--max-streams", "-1"], "max streams must be >= 0"),
+        (["--learn-capacity", "maybe"], "--learn-capacity: invalid boolean value"),
+        (["--connect-queue-ms", "0"], "the connect queue limit must be 1..60000 ms"),
     ],
 )
 def test_a_bad_setting_exits_with_a_message_that_names_it(

@@ -1,56 +1,66 @@
-"""Pooled Pykka actors: everything an actor promises, on a few shared worker threads."""
+"""The actor runtime: one suite of Pykka's actor semantics, passed by ThreadingActor and PooledActor alike.
+
+Pykka runs its own suite once per runtime; this does the same for the runtime the server's
+actors use (greenlets on one event loop's thread), so "a pooled actor is a Pykka actor" is a
+tested fact. The cases after the suite are what only the pooled runtime promises.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
 import pykka
 import pytest
 
-from actors.runtime import ActorPool, PooledActor, default_pool
-
-ONE_WORKER = ActorPool(1, name="test-one-worker")
-TWO_WORKERS = ActorPool(2, name="test-two-workers")
+from actors.runtime import MESSAGES_PER_TURN, ActorRuntime, PooledActor, WouldDeadlock
 
 
 class Outside:
-    """What a Recorder lets the test see from outside: its failures, its stop, a gate it waits at."""
+    """What the test sees of an actor from outside: what it handled, its failures, its stop."""
 
     def __init__(self) -> None:
-        self.failures: list[BaseException | None] = []
-        self.stopped = threading.Event()
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-
-class Recorder(PooledActor):
-    actor_pool = TWO_WORKERS
-
-    def __init__(self, outside: Outside | None = None) -> None:
-        super().__init__()
-        self.outside = outside or Outside()
         self.seen: list[Any] = []
-        self.started_on: str | None = None
+        self.failures: list[BaseException | None] = []
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+        self.threads: set[str] = set()
+        self.inside = 0
+        self.overlapped = False
+
+
+class Behaviour:
+    """The actor under test, whatever runtime runs it."""
+
+    def __init__(self, outside: Outside, fail_on_start: bool = False) -> None:
+        super().__init__()
+        self.outside = outside
+        self.fail_on_start = fail_on_start
+        self.value = 0
 
     def on_start(self) -> None:
-        self.started_on = threading.current_thread().name
+        if self.fail_on_start:
+            raise RuntimeError("on_start failed")
+        self.outside.started.set()
 
     def on_receive(self, message: Any) -> Any:
-        if message == "boom":
-            raise RuntimeError("boom")
-        if message == "hold":
-            self.outside.holding.set()
-            self.outside.release.wait(2)
-        if message == "seen":
-            return list(self.seen)
-        if message == "started_on":
-            return self.started_on
-        self.seen.append(message)
-        return message
+        outside = self.outside
+        outside.inside += 1
+        outside.overlapped |= outside.inside > 1
+        outside.threads.add(threading.current_thread().name)
+        try:
+            if message == "boom":
+                raise RuntimeError("boom")
+            if message == "exit":
+                raise SystemExit("exit")
+            outside.seen.append(message)
+            return message
+        finally:
+            outside.inside -= 1
 
     def on_failure(
         self,
@@ -63,117 +73,276 @@ class Recorder(PooledActor):
     def on_stop(self) -> None:
         self.outside.stopped.set()
 
-
-class SlowOnOneWorker(PooledActor):
-    actor_pool = ONE_WORKER
-    log: ClassVar[list[str]] = []
-
-    def on_receive(self, message: Any) -> Any:
-        if message == "ping":
-            return "pong"
-        time.sleep(0.001)
-        return None
+    def add(self, amount: int) -> int:
+        self.value += amount
+        return self.value
 
 
-@pytest.fixture(autouse=True)
-def stop_actors() -> Iterator[None]:
-    yield
-    pykka.ActorRegistry.stop_all()
+@dataclass
+class Runtime:
+    """Starts a Behaviour actor on one kind of runtime."""
+
+    name: str
+    start: Callable[..., pykka.ActorRef[Any]]
 
 
-def test_messages_are_handled_one_at_a_time_in_the_order_sent() -> None:
-    actor = Recorder.start()
+class ThreadedBehaviour(Behaviour, pykka.ThreadingActor):
+    pass
+
+
+class PooledBehaviour(Behaviour, PooledActor):
+    runtime_for_tests: ClassVar[ActorRuntime]
+
+    def __init__(self, outside: Outside, fail_on_start: bool = False) -> None:
+        PooledActor.__init__(self, self.runtime_for_tests)
+        self.outside = outside
+        self.fail_on_start = fail_on_start
+        self.value = 0
+
+
+@pytest.fixture
+def own_runtime() -> Iterator[ActorRuntime]:
+    runtime = ActorRuntime.on_own_thread("test-runtime")
+    yield runtime
+    runtime.shutdown()
+
+
+@pytest.fixture(params=["threading", "pooled"])
+def runtime(request: pytest.FixtureRequest, own_runtime: ActorRuntime) -> Runtime:
+    if request.param == "threading":
+        return Runtime("threading", ThreadedBehaviour.start)
+    PooledBehaviour.runtime_for_tests = own_runtime
+    return Runtime("pooled", PooledBehaviour.start)
+
+
+# The suite: what every Pykka actor does.
+
+
+def test_on_start_runs_before_the_first_message(runtime: Runtime) -> None:
+    outside = Outside()
+    actor = runtime.start(outside)
+    assert actor.ask("first") == "first"
+    assert outside.started.is_set()
+
+
+def test_messages_are_handled_one_at_a_time_in_the_order_sent(runtime: Runtime) -> None:
+    outside = Outside()
+    actor = runtime.start(outside)
     for n in range(500):
         actor.tell(n)
-    assert actor.ask("seen") == list(range(500))
+    assert actor.ask("last") == "last"
+    assert outside.seen == [*range(500), "last"]
 
 
-def test_on_start_runs_on_a_pool_worker_before_any_message() -> None:
-    actor = Recorder.start()
-    assert str(actor.ask("started_on")).startswith("test-two-workers")
+def test_messages_told_from_many_threads_never_run_at_once(runtime: Runtime) -> None:
+    outside = Outside()
+    actor = runtime.start(outside)
+    senders = [threading.Thread(target=lambda: [actor.tell(n) for n in range(200)]) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    actor.ask("barrier")
+    assert len(outside.seen) == 801
+    assert not outside.overlapped
 
 
-def test_ask_returns_the_answer_and_an_exception_to_the_caller() -> None:
-    actor = Recorder.start()
+def test_ask_returns_the_answer_and_an_exception_to_the_caller_and_the_actor_goes_on(
+    runtime: Runtime,
+) -> None:
+    outside = Outside()
+    actor = runtime.start(outside)
     assert actor.ask("hello") == "hello"
     with pytest.raises(RuntimeError, match="boom"):
         actor.ask("boom")
     assert actor.is_alive()
+    assert outside.failures == []
 
 
-def test_an_exception_from_a_told_message_calls_on_failure_and_stops_the_actor() -> None:
+def test_an_exception_in_a_told_message_calls_on_failure_and_stops_the_actor(runtime: Runtime) -> None:
     outside = Outside()
-    actor = Recorder.start(outside)
+    actor = runtime.start(outside)
     actor.tell("boom")
-    deadline = time.monotonic() + 2
-    while actor.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert actor.actor_stopped.wait(5)
     assert not actor.is_alive()
     assert [str(error) for error in outside.failures] == ["boom"]
+    assert pykka.ActorRegistry.get_by_urn(actor.actor_urn) is None
+    assert not outside.stopped.is_set(), "on_stop is not called when the actor fails"
 
 
-def test_a_stopped_actor_runs_on_stop_and_refuses_later_messages() -> None:
+def test_an_exception_in_on_start_stops_the_actor(runtime: Runtime) -> None:
     outside = Outside()
-    actor = Recorder.start(outside)
-    actor.stop()
+    actor = runtime.start(outside, fail_on_start=True)
+    assert actor.actor_stopped.wait(5)
+    assert not actor.is_alive()
+
+
+def test_stop_runs_on_stop_and_later_messages_are_refused_as_dead(runtime: Runtime) -> None:
+    outside = Outside()
+    actor = runtime.start(outside)
+    assert actor.stop() is True
     assert outside.stopped.is_set()
     with pytest.raises(pykka.ActorDeadError):
-        actor.tell("too late")
-
-
-def test_asks_waiting_behind_a_stop_are_answered_as_dead() -> None:
-    outside = Outside()
-    actor = Recorder.start(outside)
-    actor.tell("hold")
-    assert outside.holding.wait(2)
-    stop = actor.stop(block=False)
-    waiting = actor.ask("after the stop", block=False)
-    outside.release.set()
-    stop.get(timeout=2)
+        actor.tell("late")
     with pytest.raises(pykka.ActorDeadError):
-        waiting.get(timeout=2)
+        actor.ask("late")
+    assert actor.stop() is False
 
 
-def test_thousands_of_actors_share_the_pools_threads() -> None:
-    before = threading.active_count()
-    actors = [Recorder.start() for _ in range(2000)]
-    assert [actor.ask(n) for n, actor in enumerate(actors)] == list(range(2000))
-    assert threading.active_count() <= before  # other tests' threads may still be ending
+def test_asks_waiting_behind_a_stop_are_answered_as_dead(runtime: Runtime) -> None:
+    outside = Outside()
+    actor = runtime.start(outside)
+    stopping = actor.stop(block=False)
+    queued = [actor.ask(n, block=False) for n in range(3)]
+    assert stopping.get(timeout=5) is True
+    for future in queued:
+        with pytest.raises(pykka.ActorDeadError):
+            future.get(timeout=5)
 
 
-def test_a_busy_actor_yields_its_worker_to_others() -> None:
-    busy = SlowOnOneWorker.start()
-    for _ in range(1000):  # about a second of work queued on the only worker
-        busy.tell("work")
-    other = SlowOnOneWorker.start()
-    started = time.monotonic()
-    assert other.ask("ping", timeout=5) == "pong"
-    assert time.monotonic() - started < 0.5
+def test_the_registry_finds_actors_and_stop_all_stops_them(runtime: Runtime) -> None:
+    actors = [runtime.start(Outside()) for _ in range(3)]
+    for actor in actors:
+        assert pykka.ActorRegistry.get_by_urn(actor.actor_urn) is actor
+    found = {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
+    assert {actor.actor_urn for actor in actors} <= found
+    assert all(pykka.ActorRegistry.stop_all(block=True, timeout=5))
+    assert not any(actor.is_alive() for actor in actors)
 
 
-def test_a_pool_needs_a_worker() -> None:
-    with pytest.raises(ValueError, match="at least one worker"):
-        ActorPool(0)
+def test_a_base_exception_in_a_handler_stops_every_actor(runtime: Runtime) -> None:
+    bystander = runtime.start(Outside())
+    doomed = runtime.start(Outside())
+    doomed.tell("exit")
+    assert doomed.actor_stopped.wait(5)
+    assert bystander.actor_stopped.wait(5)
 
 
-def test_someone_waiting_for_an_actor_to_stop_is_woken_by_the_stop() -> None:
-    actor = Recorder.start()
-    stopped = threading.Event()
-
-    def watch() -> None:
-        if actor.actor_stopped.wait(5):
-            stopped.set()
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    actor.stop()
-    watcher.join(5)
-    assert stopped.is_set()
-    assert actor.actor_stopped.wait(0)
+def test_a_proxy_calls_methods_and_reads_and_sets_attributes(runtime: Runtime) -> None:
+    proxy = runtime.start(Outside()).proxy()
+    assert proxy.add(2).get(timeout=5) == 2
+    assert proxy.add(3).get(timeout=5) == 5
+    proxy.value = 10
+    assert proxy.value.get(timeout=5) == 10
 
 
-def test_the_shared_pool_cannot_change_size_once_it_runs() -> None:
-    workers = default_pool().workers
-    assert default_pool(workers) is default_pool()
-    with pytest.raises(RuntimeError, match="cannot become"):
-        default_pool(workers + 1)
+def test_futures_time_out_and_combine(runtime: Runtime) -> None:
+    actor = runtime.start(Outside())
+    never: pykka.Future[Any] = type(actor.ask("x", block=False))()
+    with pytest.raises(pykka.Timeout):
+        never.get(timeout=0.01)
+    futures = [actor.ask(n, block=False) for n in range(5)]
+    assert pykka.get_all(futures, timeout=5) == [0, 1, 2, 3, 4]
+    assert actor.ask(4, block=False).map(lambda n: n * 10).get(timeout=5) == 40
+
+
+# What only the pooled runtime promises.
+
+
+def test_thousands_of_pooled_actors_share_the_runtimes_one_thread(own_runtime: ActorRuntime) -> None:
+    PooledBehaviour.runtime_for_tests = own_runtime
+    outside = Outside()
+    threads_before = threading.active_count()
+    actors = [PooledBehaviour.start(outside) for _ in range(2_000)]
+    assert pykka.get_all([actor.ask(n, block=False) for n, actor in enumerate(actors)], timeout=10) == list(
+        range(2_000)
+    )
+    assert threading.active_count() == threads_before
+    assert outside.threads == {"test-runtime"}
+    assert own_runtime.actors == 2_000
+
+
+def test_a_busy_pooled_actor_lets_the_others_run_between_its_turns(own_runtime: ActorRuntime) -> None:
+    PooledBehaviour.runtime_for_tests = own_runtime
+    shared = Outside()  # both actors write into one list, on the runtime's one thread
+    busy, idle = PooledBehaviour.start(shared), PooledBehaviour.start(shared)
+    busy.ask("ready")
+    idle.ask("ready")
+
+    flooded = threading.Event()
+
+    def flood() -> None:  # on the runtime's thread: every message is in place before a turn runs
+        for n in range(MESSAGES_PER_TURN * 4):
+            busy.tell(n)
+        idle.tell("idle")
+        flooded.set()
+
+    own_runtime.call_soon(flood)
+    assert flooded.wait(5)
+    idle.ask("after")
+    busy.ask("after")
+    handled = shared.seen[2:]
+    assert handled.index("idle") == MESSAGES_PER_TURN  # after one turn of the busy actor, not four
+    assert [m for m in handled if isinstance(m, int)] == list(range(MESSAGES_PER_TURN * 4))
+
+
+def test_waiting_for_a_pooled_actor_on_the_runtimes_thread_raises_instead_of_deadlocking(
+    own_runtime: ActorRuntime,
+) -> None:
+    PooledBehaviour.runtime_for_tests = own_runtime
+    actor = PooledBehaviour.start(Outside())
+    outcome: list[BaseException | object] = []
+    done = threading.Event()
+
+    def wait_on_the_runtime_thread() -> None:
+        try:
+            outcome.append(actor.ask("hello"))
+        except WouldDeadlock as error:
+            outcome.append(error)
+        done.set()
+
+    own_runtime.call_soon(wait_on_the_runtime_thread)
+    assert done.wait(5)
+    assert isinstance(outcome[0], WouldDeadlock)
+    assert actor.ask("still answering") == "still answering"
+
+
+def test_a_runtime_on_a_servers_loop_runs_its_actors_on_that_loops_thread() -> None:
+    async def scenario() -> tuple[set[str], str]:
+        runtime = ActorRuntime(asyncio.get_running_loop(), name="loop-runtime")
+        PooledBehaviour.runtime_for_tests = runtime
+        outside = Outside()
+        actor = PooledBehaviour.start(outside)
+        answer = await asyncio.to_thread(actor.ask, "from another thread")
+        assert answer == "from another thread"
+        await asyncio.to_thread(runtime.shutdown)
+        return outside.threads, threading.current_thread().name
+
+    actor_threads, loop_thread = asyncio.run(scenario())
+    assert actor_threads == {loop_thread}
+
+
+def test_shutdown_stops_the_runtimes_actors_and_refuses_new_ones() -> None:
+    runtime = ActorRuntime.on_own_thread("short-lived")
+    PooledBehaviour.runtime_for_tests = runtime
+    outside = Outside()
+    actor = PooledBehaviour.start(outside)
+    actor.ask("hello")
+    runtime.shutdown()
+    assert outside.stopped.is_set()
+    assert not actor.is_alive()
+    with pytest.raises(RuntimeError, match="shut down"):
+        PooledBehaviour.start(Outside())
+
+
+def test_a_timer_fires_on_the_runtimes_thread(own_runtime: ActorRuntime) -> None:
+    fired: list[str] = []
+    done = threading.Event()
+
+    def fire() -> None:
+        fired.append(threading.current_thread().name)
+        done.set()
+
+    own_runtime.call_later(0.01, fire)
+    assert done.wait(5)
+    assert fired == ["test-runtime"]
+
+
+def test_a_cancelled_timer_does_not_fire(own_runtime: ActorRuntime) -> None:
+    fired = threading.Event()
+    timer = own_runtime.call_later(0.05, fired.set)
+    timer.cancel()
+    after = threading.Event()
+    own_runtime.call_later(0.1, after.set)
+    assert after.wait(5)
+    assert not fired.is_set()
