@@ -157,7 +157,9 @@ class DeviceActor(PooledActor):
         traceback: TracebackType | None,
     ) -> None:
         self._log.error("actor failed: %r", exception_value, exc_info=exception_value)
-        _tell(self._supervisor, DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value)))
+        _tell(
+            self._supervisor, DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value))
+        )
 
     def _apply(
         self, transition: Transition, caused_at: float | None = None, ticket: Ticket | None = None

@@ -178,7 +178,9 @@ class ActorRuntime:
 class _RemoteTimer:
     """A timer armed from another thread: cancelling it is posted to the runtime's thread too."""
 
-    def __init__(self, runtime: ActorRuntime, timer: list[asyncio.TimerHandle], armed: threading.Event) -> None:
+    def __init__(
+        self, runtime: ActorRuntime, timer: list[asyncio.TimerHandle], armed: threading.Event
+    ) -> None:
         self._runtime = runtime
         self._timer = timer
         self._armed = armed

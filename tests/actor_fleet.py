@@ -8,6 +8,7 @@ from typing import Any
 
 import pykka
 
+from actors.commit import GroupCommit
 from actors.messages import (
     CloseStream,
     DescribeFleet,
@@ -18,7 +19,6 @@ from actors.messages import (
     StreamKind,
     StreamRefused,
 )
-from actors.commit import GroupCommit
 from actors.runtime import ActorRuntime
 from actors.state import Button, ButtonInput, Gesture
 from actors.store import MemoryStateStore

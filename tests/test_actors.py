@@ -6,12 +6,20 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from actors.leds import STATUS_ERROR, STATUS_IDLE, STATUS_PLAYING, STATUS_SERVER_LEAVING, mode_leds, render
+from actors.leds import (
+    STATUS_BUSY,
+    STATUS_ERROR,
+    STATUS_IDLE,
+    STATUS_PLAYING,
+    STATUS_SERVER_LEAVING,
+    mode_leds,
+    render,
+)
 from actors.messages import CloseStream, Drain, Refusal, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
 from actors.supervisor import SupervisorPolicy
-from media.admission import StreamAdmission
+from media.admission import AdmissionPolicy, StreamAdmission
 from media.library import SoundLibrary
 from tests.actor_fleet import ActorFleet
 from tests.fakes import FakeLink
@@ -223,7 +231,9 @@ def test_a_failing_device_actor_is_restarted_from_its_last_state(fleet: ActorFle
     assert link.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(2))
 
 
-def test_a_device_actor_that_keeps_failing_has_its_connection_ended(make_fleet: Callable[..., ActorFleet]) -> None:
+def test_a_device_actor_that_keeps_failing_has_its_connection_ended(
+    make_fleet: Callable[..., ActorFleet],
+) -> None:
     fleet = make_fleet(SupervisorPolicy(max_restarts=2))
     link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.MODE)
@@ -269,3 +279,61 @@ def test_a_superseded_connection_cannot_win_the_device_back(fleet: ActorFleet) -
     for kind in (StreamKind.EVENTS, StreamKind.AUDIO):
         assert isinstance(fleet.open("kitchen", kind, new_peer), StreamGrant)
     assert fleet.link_of("kitchen").peer == new_peer
+
+
+def one_stream_fleet(make_fleet: Callable[..., ActorFleet]) -> ActorFleet:
+    return make_fleet(admission=StreamAdmission(AdmissionPolicy(max_streams=1)))
+
+
+def test_a_play_beyond_the_audio_capacity_is_nacked_and_shows_busy_for_a_moment(
+    make_fleet: Callable[..., ActorFleet],
+) -> None:
+    fleet = one_stream_fleet(make_fleet)
+    fleet.connect("kitchen")
+    hall = fleet.connect("hall")
+    assert fleet.press("kitchen", Button.PLAY)
+    assert not fleet.press("hall", Button.PLAY)
+    assert hall.audio_outlet.commands.items == []
+    assert status_led(hall) == STATUS_BUSY.rgba
+    hall.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba, timeout=5)
+    assert fleet.admission.active == 1
+
+
+def test_an_accepted_press_ends_the_busy_notice_at_once(make_fleet: Callable[..., ActorFleet]) -> None:
+    fleet = one_stream_fleet(make_fleet)
+    fleet.connect("kitchen")
+    hall = fleet.connect("hall")
+    fleet.press("kitchen", Button.PLAY)
+    fleet.press("hall", Button.PLAY)
+    assert fleet.press("hall", Button.MODE)
+    assert hall.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(1))
+
+
+def test_a_preempting_play_at_capacity_is_accepted(make_fleet: Callable[..., ActorFleet]) -> None:
+    fleet = one_stream_fleet(make_fleet)
+    kitchen = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.PLAY)
+    fleet.press("kitchen", Button.MODE)
+    assert fleet.press("kitchen", Button.PLAY)
+    assert [command[0] for command in kitchen.audio_outlet.commands.items] == ["play", "stop", "play"]
+
+
+def test_a_stream_that_ends_gives_its_place_to_the_next_play(make_fleet: Callable[..., ActorFleet]) -> None:
+    fleet = one_stream_fleet(make_fleet)
+    kitchen = fleet.connect("kitchen")
+    fleet.connect("hall")
+    fleet.press("kitchen", Button.PLAY)
+    kitchen.audio_outlet.finish_latest()  # the transport reports the end of the sound
+    kitchen.led_outlet.frames.wait_for(lambda frames: frames[-1][0] == STATUS_IDLE.rgba)
+    assert fleet.press("hall", Button.PLAY)
+
+
+def test_streams_opened_while_the_device_retires_wait_and_resume_its_final_state(fleet: ActorFleet) -> None:
+    fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.press("kitchen", Button.MODE)
+    fleet.disconnect("kitchen")  # Retire is on its way to the actor...
+    again = fleet.connect("kitchen", OTHER_PEER)  # ...and the device is back at once
+    assert again.led_outlet.frames.wait_for(bool)[-1] == (STATUS_IDLE.rgba, *mode_leds(2))
+    assert fleet.press("kitchen", Button.MODE)
+    assert again.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(3))

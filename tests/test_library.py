@@ -168,6 +168,7 @@ def test_mode_count_outside_1_to_24_is_refused(modes: int) -> None:
 @pytest.mark.parametrize("frame_ms", [0, 5, 30, 150])
 def test_frame_duration_opus_does_not_encode_is_refused(frame_ms: int) -> None:
     with pytest.raises(
-        ValueError, match=rf"frame duration must be one of \(10, 20, 40, 60, 80, 100, 120\) ms, got {frame_ms}"
+        ValueError,
+        match=rf"frame duration must be one of \(10, 20, 40, 60, 80, 100, 120\) ms, got {frame_ms}",
     ):
         build_library(1, frame_ms=frame_ms)

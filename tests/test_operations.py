@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -19,7 +21,7 @@ from media.library import SoundLibrary
 from rpc.healthcheck import main as healthcheck
 from rpc.server import SERVICE_NAME
 from simulator import Button, SimulatedDevice
-from tests.live import run, serving, target
+from tests.live import run, serving, target, wait_for_fleet
 from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,3 +188,30 @@ def test_sigterm_during_playback_ends_streams_with_is_end_and_exits_within_the_g
         assert any(line["message"] == "stopped" for line in lines)
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize(
+    ("connected", "logged"), [(0, "draining 0 devices"), (1, "draining 1 device "), (2, "draining 2 devices")]
+)
+def test_the_drain_log_counts_the_devices_connected(
+    library: SoundLibrary, caplog: pytest.LogCaptureFixture, connected: int, logged: str
+) -> None:
+    async def scenario() -> None:
+        async with serving(library) as plane:
+            devices = [
+                SimulatedDevice(target(plane), f"device-{n}", play_in_real_time=False) for n in range(3)
+            ]
+            for dev in devices:
+                await dev.connect()
+                await dev.wait_for_first_set(5)
+            for dev in devices[connected:]:
+                await dev.disconnect()
+            await wait_for_fleet(plane, lambda status: status.connected == connected and status.retiring == 0)
+            with caplog.at_level(logging.INFO, logger="rpc.server"):
+                await plane.stop(grace=1.0)
+            for dev in devices[:connected]:
+                await dev.disconnect()
+
+    run(scenario)
+    [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("draining")]
+    assert line.startswith(logged)

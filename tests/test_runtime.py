@@ -137,7 +137,12 @@ def test_messages_are_handled_one_at_a_time_in_the_order_sent(runtime: Runtime) 
 def test_messages_told_from_many_threads_never_run_at_once(runtime: Runtime) -> None:
     outside = Outside()
     actor = runtime.start(outside)
-    senders = [threading.Thread(target=lambda: [actor.tell(n) for n in range(200)]) for _ in range(4)]
+
+    def send() -> None:
+        for n in range(200):
+            actor.tell(n)
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
     for sender in senders:
         sender.start()
     for sender in senders:

@@ -1,0 +1,145 @@
+"""Admission control as pure logic: a clock passed in, no threads, no sleeps."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from media.admission import AdmissionPolicy, StreamAdmission, Ticket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def admit_all(admission: StreamAdmission, count: int) -> list[Ticket]:
+    tickets = [admission.admit() for _ in range(count)]
+    assert all(ticket is not None for ticket in tickets)
+    return [ticket for ticket in tickets if ticket is not None]
+
+
+def test_a_configured_budget_admits_up_to_it_at_once_and_refuses_the_next() -> None:
+    admission = StreamAdmission(AdmissionPolicy(max_streams=300), Clock())
+    admit_all(admission, 300)
+    assert admission.admit() is None
+    assert admission.active == 300
+
+
+def test_a_released_ticket_makes_room_for_one_more_and_releasing_twice_counts_once() -> None:
+    admission = StreamAdmission(AdmissionPolicy(max_streams=2), Clock())
+    first, _ = admit_all(admission, 2)
+    first.release()
+    first.release()
+    assert admission.active == 1
+    assert admission.admit() is not None
+    assert admission.admit() is None
+
+
+def test_a_preempting_play_is_admitted_even_at_capacity() -> None:
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1), Clock())
+    admit_all(admission, 1)
+    assert admission.admit(replacing=True) is not None
+
+
+def test_late_pacing_cuts_the_capacity_to_ninety_percent_of_what_streams() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000), clock)
+    admit_all(admission, 500)
+    admission.observe_lateness(0.2)
+    assert admission.learned == 450
+    assert admission.capacity == 450
+    assert admission.admit() is None
+
+
+def test_lateness_within_the_limit_learns_nothing() -> None:
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, lateness_limit=0.075), Clock())
+    admit_all(admission, 500)
+    admission.observe_lateness(0.07)
+    assert admission.learned is None
+
+
+def test_the_capacity_is_cut_at_most_once_per_cooldown() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, cooldown=1.0), clock)
+    admit_all(admission, 500)
+    admission.observe_lateness(0.2)
+    clock.now += 0.5
+    admission.observe_lateness(0.2)
+    assert admission.learned == 450
+    clock.now += 0.6
+    admission.observe_lateness(0.2)
+    assert admission.learned == 450  # 90 % of the 500 still streaming
+
+
+def test_on_time_pacing_at_the_learned_capacity_probes_upwards_slowly() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, probe_interval=2.0), clock)
+    tickets = admit_all(admission, 500)
+    admission.observe_lateness(0.2)
+    for ticket in tickets[450:]:
+        ticket.release()
+    clock.now += 1.0
+    admission.observe_lateness(0.0)
+    assert admission.learned == 450  # not before the probe interval
+    clock.now += 1.0
+    admission.observe_lateness(0.0)
+    assert admission.learned == 459
+
+
+def test_below_the_learned_capacity_nothing_is_probed() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000), clock)
+    tickets = admit_all(admission, 500)
+    admission.observe_lateness(0.2)
+    for ticket in tickets[100:]:
+        ticket.release()
+    clock.now += 10
+    admission.observe_lateness(0.0)
+    assert admission.learned == 450
+
+
+def test_without_a_budget_or_a_learned_limit_a_burst_ramps_up_a_quarter_per_window() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(ramp_floor=16, ramp_window=0.125), clock)
+    admit_all(admission, 16)
+    assert admission.admit() is None
+    clock.now += 0.125
+    admit_all(admission, 16)  # a quarter of 16 is less than the floor
+    clock.now += 0.125
+    admit_all(admission, 16)
+    clock.now += 0.125
+    admit_all(admission, 16)  # 48 streaming: a quarter is 12, the floor still wins
+    clock.now += 0.125
+    assert admission.active == 64
+    admit_all(admission, 16)
+    assert admission.admit() is None
+
+
+def test_with_learning_off_and_no_budget_everything_is_admitted() -> None:
+    admission = StreamAdmission(AdmissionPolicy(learn=False), Clock())
+    admit_all(admission, 5000)
+    admission.observe_lateness(5.0)
+    assert admission.capacity is None
+
+
+def test_a_burst_of_refusals_is_logged_once_and_the_recovery_once(caplog: pytest.LogCaptureFixture) -> None:
+    refused: list[None] = []
+    admission = StreamAdmission(
+        AdmissionPolicy(max_streams=1), Clock(), on_refused=lambda: refused.append(None)
+    )
+    (ticket,) = admit_all(admission, 1)
+    with caplog.at_level(logging.INFO, logger="media.admission"):
+        for _ in range(100):
+            assert admission.admit() is None
+        ticket.release()
+        admit_all(admission, 1)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(refused) == 100
+    assert len(messages) == 2
+    assert "refusing new streams" in messages[0]
+    assert "after refusing 100" in messages[1]
