@@ -1,4 +1,4 @@
-"""PNG plots of a suite's results: latency CDFs, lateness over time, and the capacity curve.
+"""PNG plots of a suite's results: latency CDFs, lateness over time, the capacity curve and overload.
 
 Drawn with matplotlib's Agg backend (no display needed), from ``results.json`` alone, so a
 results file can be re-plotted later: ``python -m bench.plots bench/results/results.json``.
@@ -18,7 +18,15 @@ matplotlib.use("Agg")  # no display: the backend must be chosen before pyplot is
 import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
 
 COLOURS = {"project": "tab:blue", "bare": "tab:orange"}
-FRAME_STYLES = {20: "-", 60: "--", 40: "-.", 10: ":"}
+FRAME_STYLES: dict[int, Any] = {
+    20: "-",
+    60: "--",
+    120: ":",
+    40: "-.",
+    10: (0, (1, 3)),
+    80: (0, (5, 1)),
+    100: (0, (3, 1, 1, 1)),
+}
 LATENCIES = (
     ("press_to_ack", "press → ack"),
     ("press_to_led", "press Mode → LED SET"),
@@ -33,6 +41,7 @@ def plot_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
         latency_cdfs(results, out_dir / "latency_cdf.png"),
         lateness_over_time(results, out_dir / "lateness_over_time.png"),
         capacity_curve(results, out_dir / "capacity.png"),
+        overload_bars(results, out_dir / "overload.png"),
     ]
 
 
@@ -47,10 +56,10 @@ def latency_cdfs(results: dict[str, Any], path: Path) -> Path:
     figure, axes = plt.subplots(2, 2, figsize=(13, 9))
     sources: list[tuple[str, str, str]] = [
         ("idle", "probe_", "idle fleet (probes)"),
-        ("mode-presses", "", "fleet pressing Mode"),
+        ("press-storm", "", "fleet pressing Mode"),
         ("play-stop", "", "Play/Stop churn"),
     ]
-    streaming = _runs(results, "streaming")
+    streaming = _runs(results, "capacity")
     for axis, (name, title) in zip(axes.flat, LATENCIES, strict=True):
         for step, prefix, situation in sources:
             for server, report in _runs(results, step):
@@ -82,7 +91,7 @@ def latency_cdfs(results: dict[str, Any], path: Path) -> Path:
 
 
 def _cdf(axis: Any, points: list[list[float]], label: str, server: str, step: str) -> None:
-    styles = {"idle": "-", "mode-presses": "--", "play-stop": "-.", "streaming": ":"}
+    styles = {"idle": "-", "press-storm": "--", "play-stop": "-.", "streaming": ":"}
     xs = [max(point[0], 0.01) for point in points]
     ys = [point[1] for point in points]
     axis.step(xs, ys, where="post", label=label, color=COLOURS.get(server), linestyle=styles.get(step, "-"))
@@ -90,7 +99,7 @@ def _cdf(axis: Any, points: list[list[float]], label: str, server: str, step: st
 
 def lateness_over_time(results: dict[str, Any], path: Path) -> Path:
     """Per-second p99 lateness of every streaming run, one panel per packet duration."""
-    runs = _runs(results, "streaming")
+    runs = _runs(results, "capacity")
     frames = sorted({report["options"]["frame_ms"] for _, report in runs}) or [20]
     figure, axes = plt.subplots(1, len(frames), figsize=(7 * len(frames), 5), squeeze=False)
     sizes = sorted({report["devices"] for _, report in runs})
@@ -123,7 +132,7 @@ def lateness_over_time(results: dict[str, Any], path: Path) -> Path:
 
 def capacity_curve(results: dict[str, Any], path: Path) -> Path:
     """Streaming devices → server CPU, p99 lateness and underruns, project vs bare, per packet duration."""
-    rows = results.get("capacity", [])
+    rows = [row for row in results.get("capacity", []) if row.get("step", "capacity") == "capacity"]
     figure, axes = plt.subplots(1, 4, figsize=(22, 5))
     panels = (
         ("server_cpu_percent", "server CPU (% of one core)", "linear"),
@@ -157,7 +166,53 @@ def capacity_curve(results: dict[str, Any], path: Path) -> Path:
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
-    figure.suptitle("Capacity: everyone streaming (server and load generator share the machine's cores)")
+    pinning = results.get("pinning", {})
+    where = (
+        f"server on core(s) {pinning.get('server_cores')}, load generator on {pinning.get('loadgen_cores')}"
+        if pinning.get("enabled")
+        else "server and load generator unpinned, sharing the machine's cores"
+    )
+    figure.suptitle(f"Capacity: everyone streaming ({where})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def overload_bars(results: dict[str, Any], path: Path) -> Path:
+    """Per overload size and server: devices asking to stream, admitted, on time, refused."""
+    entries = results.get("targets", {}).get("overload", [])
+    figure, axis = plt.subplots(figsize=(10, 5))
+    keys = (
+        ("asked", "asked to stream"),
+        ("admitted", "admitted"),
+        ("on_time_devices", "admitted and on time"),
+        ("refused_never_admitted", "refused"),
+    )
+    labels: list[str] = []
+    width = 0.2
+    position = 0
+    for entry in entries:
+        for server in COLOURS:
+            figures = entry.get(server)
+            if not figures:
+                continue
+            for offset, (key, name) in enumerate(keys):
+                axis.bar(
+                    position + (offset - 1.5) * width,
+                    figures.get(key) or 0,
+                    width,
+                    color=f"C{offset}",
+                    label=name if position == 0 else None,
+                )
+            labels.append(f"{server}\n{entry['devices']} devices ({entry.get('times_project_capacity')}x)")
+            position += 1
+    axis.set_xticks(range(len(labels)), labels)
+    axis.set_ylabel("devices")
+    axis.set_title("Overload: devices asking to stream vs admitted, on time and refused (20 ms packets)")
+    axis.grid(True, axis="y", alpha=0.3)
+    if labels:
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
