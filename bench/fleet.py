@@ -22,6 +22,7 @@ later), and a stream answered RESOURCE_EXHAUSTED while connecting is a refused c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -571,9 +572,10 @@ class Device:
 
     async def flood(self, count: int, deadline: float) -> int:
         """Write up to ``count`` Mode presses without waiting for acks (a stuck button, a broken
-        firmware), acks read meanwhile; returns how many were written. Writes that take long are
-        the server's flow control pushing back; an error ends the stream (RESOURCE_EXHAUSTED is how
-        the server ends a sustained flood) and is counted, not raised."""
+        firmware), acks read meanwhile. Writes that take long are the server's flow control pushing
+        back; an error ends the stream (RESOURCE_EXHAUSTED is how the server ends a sustained
+        flood) and is counted, not raised. Returns how many events are done with: all written, or
+        once the server ended the stream only those it answered (the rest died with the stream)."""
         fleet = self.fleet
         counters = fleet.results.counters
         call = self.event_call
@@ -589,6 +591,7 @@ class Device:
 
         reader = asyncio.get_running_loop().create_task(read_acks())
         sent = 0
+        ended = False
         monotonic = time.monotonic
         try:
             while sent < count and monotonic() < deadline:
@@ -606,21 +609,25 @@ class Device:
             raise
         except Exception as error:
             code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
+            if not isinstance(error, grpc.aio.AioRpcError) and call.done():
+                # A write to a call the server already ended: its status says how it ended.
+                with contextlib.suppress(Exception):
+                    code = (await call.code()).name
             counters[f"flood_stream_ended_{code}"] += 1
-            self.events_broken = True
+            self.events_broken = ended = True
         finally:
             failure = reader.exception() if reader.done() and not reader.cancelled() else None
-            if failure is not None:
+            if failure is not None and not ended:
                 code = (
                     failure.code().name
                     if isinstance(failure, grpc.aio.AioRpcError)
                     else type(failure).__name__
                 )
-                counters[f"flood_ack_stream_ended_{code}"] += 1
-                self.events_broken = True
+                counters[f"flood_stream_ended_{code}"] += 1
+                self.events_broken = ended = True
             reader.cancel()
-        counters["flood_sent"] += sent
-        return sent
+        counters["flood_written"] += sent
+        return answered[0] if ended else sent
 
 
 class Fleet:

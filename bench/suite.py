@@ -426,7 +426,8 @@ def _one_line(report: dict[str, Any]) -> str:
     elif report["scenario"] == "flood":
         flood = report.get("flood", {})
         line += (
-            f"; flood sent {flood.get('events_sent')}, answered {flood.get('events_answered_per_s')}/s,"
+            f"; flood written {flood.get('events_written')}, answered {flood.get('events_answered_per_s')}/s,"
+            f" ended {flood.get('stream_ended')}, reconnects {flood.get('reconnects')},"
             f" probes press→ack p99 {flood.get('probe_press_to_ack_during_flood', {}).get('p99_ms')} ms"
         )
     return line
@@ -862,7 +863,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "press_devices": 300 if quick else 1000,
         "churn_devices": 100 if quick else 200,
         "flood_events": 20_000 if quick else 150_000,
-        "flood_duration": 6.0 if quick else 20.0,
+        "flood_duration": 13.0 if quick else 25.0,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
