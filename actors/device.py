@@ -20,7 +20,6 @@ from actors.messages import (
     ButtonPressed,
     DeviceFailed,
     PlaybackEnded,
-    PlaybackFinished,
     Retire,
     Retired,
     ShowLeaving,
@@ -29,23 +28,18 @@ from actors.messages import (
     StreamKind,
     StreamOpened,
 )
-from actors.observer import FleetObserver, PlaybackEnd
+from actors.observer import FleetObserver
 from actors.ports import DeviceLink, PlaybackEndCallback
 from actors.runtime import ActorRuntime, PooledActor
-from actors.state import DeviceState, PlaybackOutcome, StartPlayback, StopPlayback, StopReason, Transition
+from actors.state import DeviceState, StartPlayback, StopPlayback, Transition
 from media.admission import StreamAdmission, Ticket
 from media.library import SoundLibrary
+from media.transport import PlaybackEnd
 
 logger = logging.getLogger(__name__)
 
 BUSY_SHOWN_SECONDS = 1.5
 """How long led_1 shows busy after a refused Play."""
-
-_PLAYBACK_ENDS = {
-    StopReason.STOPPED: PlaybackEnd.STOPPED,
-    StopReason.PREEMPTED: PlaybackEnd.PREEMPTED,
-    StopReason.DISCONNECTED: PlaybackEnd.DISCONNECTED,
-}
 
 
 class DeviceActor(PooledActor):
@@ -116,11 +110,11 @@ class DeviceActor(PooledActor):
             case BusyShown():
                 if self.state.busy:
                     self._apply(transitions.on_busy_shown(self.state))
-            case PlaybackFinished(playback_id=playback_id, outcome=outcome):
+            case PlaybackEnded(playback_id=playback_id, end=end):
                 current = self.state.playing is not None and self.state.playing.id == playback_id
-                if current and outcome is PlaybackOutcome.FINISHED:
+                if current and end is PlaybackEnd.COMPLETED:
                     self._observer.playback_ended(PlaybackEnd.COMPLETED)
-                self._apply(transitions.on_playback_ended(self.state, playback_id, outcome))
+                self._apply(transitions.on_playback_ended(self.state, playback_id, end))
             case StreamOpened(kind=StreamKind.AUDIO):
                 self._apply(transitions.on_audio_restored(self.state))
             case StreamOpened():
@@ -170,7 +164,7 @@ class DeviceActor(PooledActor):
             match effect:
                 case StopPlayback(reason=reason):
                     self._link.audio.stop()
-                    self._observer.playback_ended(_PLAYBACK_ENDS[reason])
+                    self._observer.playback_ended(reason)
                 case StartPlayback(playback=playback):
                     sound = self._library.for_mode(playback.mode)
                     self._link.audio.play(sound, self._end_notifier(playback.id, ticket))
@@ -204,11 +198,11 @@ class DeviceActor(PooledActor):
         restarted actor still hears about the playback its predecessor started."""
         supervisor, device_id = self._supervisor, self.device_id
 
-        def notify(outcome: PlaybackOutcome) -> None:
+        def notify(end: PlaybackEnd) -> None:
             if ticket is not None:
                 ticket.release()
             with contextlib.suppress(pykka.ActorDeadError):
-                supervisor.tell(PlaybackEnded(device_id, playback_id, outcome))
+                supervisor.tell(PlaybackEnded(device_id, playback_id, end))
 
         return notify
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.ports import CloseCause, DeviceLink
-from actors.state import ButtonInput, DeviceState, PlaybackOutcome
+from actors.state import ButtonInput, DeviceState
+from media.transport import PlaybackEnd
 
 
 class StreamKind(enum.Enum):
@@ -78,9 +79,11 @@ class RouteButton:
 
 @dataclass(frozen=True, slots=True)
 class PlaybackEnded:
+    """The transport ended a playback; the supervisor passes it on to the device's current actor."""
+
     device_id: str
     playback_id: int
-    outcome: PlaybackOutcome
+    end: PlaybackEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +136,6 @@ class ButtonPressed:
     input: ButtonInput
     reply: AckReply
     received_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PlaybackFinished:
-    playback_id: int
-    outcome: PlaybackOutcome
 
 
 @dataclass(frozen=True, slots=True)

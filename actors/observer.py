@@ -6,14 +6,7 @@ actors run (and are tested) without any metrics backend.
 
 from __future__ import annotations
 
-import enum
-
-
-class PlaybackEnd(enum.Enum):
-    COMPLETED = "completed"
-    STOPPED = "stopped"
-    PREEMPTED = "preempted"
-    DISCONNECTED = "disconnected"
+from media.transport import PlaybackEnd
 
 
 class FleetObserver:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from actors.leds import LedFrame
-from actors.state import PlaybackOutcome
 from media.library import EncodedSound
+from media.transport import PlaybackEnd
 
-PlaybackEndCallback = Callable[[PlaybackOutcome], None]
+PlaybackEndCallback = Callable[[PlaybackEnd], None]
 
 
 class CloseCause(enum.Enum):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from media.transport import PlaybackEnd
+
 
 class Button(enum.Enum):
     CONNECT = "connect"
@@ -30,19 +32,6 @@ class Fault(enum.Enum):
 
     AUDIO_LOST = "the audio stream closed while the device stayed connected"
     RECOVERED = "the device actor failed and was restarted from its last state"
-
-
-class StopReason(enum.Enum):
-    STOPPED = "stopped"
-    PREEMPTED = "preempted"
-    DISCONNECTED = "disconnected"
-
-
-class PlaybackOutcome(enum.Enum):
-    """How the transport reports the end of a playback."""
-
-    FINISHED = "finished"
-    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +66,7 @@ class StartPlayback:
 @dataclass(frozen=True, slots=True)
 class StopPlayback:
     playback: Playback
-    reason: StopReason
+    reason: PlaybackEnd
 
 
 Effect = StartPlayback | StopPlayback
@@ -130,13 +119,13 @@ def _on_button(state: DeviceState, event: ButtonInput, modes: int) -> Transition
         mode = (state.mode + 1) % modes if gesture is Gesture.PRESS else 0
         return Transition(replace(state, mode=mode, fault=_cleared(state.fault)))
     if button is Button.STOP:
-        return _stop(state, StopReason.STOPPED)
+        return _stop(state, PlaybackEnd.STOPPED)
     if gesture is Gesture.HOLD:
         return Transition(state, accepted=False)
     return _play(state)
 
 
-def on_playback_ended(state: DeviceState, playback_id: int, outcome: PlaybackOutcome) -> Transition:
+def on_playback_ended(state: DeviceState, playback_id: int, end: PlaybackEnd) -> Transition:
     """The transport finished (or dropped) a playback; only the current one matters."""
     if state.playing is None or state.playing.id != playback_id:
         return Transition(state)
@@ -144,7 +133,7 @@ def on_playback_ended(state: DeviceState, playback_id: int, outcome: PlaybackOut
 
 
 def on_audio_lost(state: DeviceState) -> Transition:
-    stopped = _stop(state, StopReason.DISCONNECTED)
+    stopped = _stop(state, PlaybackEnd.DISCONNECTED)
     return Transition(replace(stopped.state, fault=Fault.AUDIO_LOST), stopped.effects)
 
 
@@ -155,21 +144,21 @@ def on_audio_restored(state: DeviceState) -> Transition:
 
 def on_disconnect(state: DeviceState) -> Transition:
     """A stream of the device went away: the speaker may be gone, so playback stops."""
-    return _stop(state, StopReason.DISCONNECTED)
+    return _stop(state, PlaybackEnd.DISCONNECTED)
 
 
 def _play(state: DeviceState) -> Transition:
     playback = Playback(id=state.next_playback_id, mode=state.mode)
     effects: tuple[Effect, ...] = (StartPlayback(playback),)
     if state.playing is not None:
-        effects = (StopPlayback(state.playing, StopReason.PREEMPTED), *effects)
+        effects = (StopPlayback(state.playing, PlaybackEnd.PREEMPTED), *effects)
     new_state = replace(
         state, playing=playback, next_playback_id=playback.id + 1, fault=_cleared(state.fault)
     )
     return Transition(new_state, effects)
 
 
-def _stop(state: DeviceState, reason: StopReason) -> Transition:
+def _stop(state: DeviceState, reason: PlaybackEnd) -> Transition:
     if state.playing is None:
         return Transition(state)
     return Transition(replace(state, playing=None), (StopPlayback(state.playing, reason),))

@@ -30,7 +30,6 @@ from actors.messages import (
     FleetStatus,
     OpenStream,
     PlaybackEnded,
-    PlaybackFinished,
     Refusal,
     Retire,
     Retired,
@@ -128,10 +127,10 @@ class SupervisorActor(PooledActor):
                 self._close_stream(message)
             case RouteButton():
                 self._route_button(message)
-            case PlaybackEnded(device_id=device_id, playback_id=playback_id, outcome=outcome):
+            case PlaybackEnded(device_id=device_id):
                 device = self._devices.get(device_id)
                 if device is not None:
-                    _tell(device.actor, PlaybackFinished(playback_id, outcome))
+                    _tell(device.actor, message)
             case StateChanged(device_id=device_id, actor_urn=urn, state=state):
                 device = self._devices.get(device_id)
                 if device is not None and device.actor.actor_urn == urn:

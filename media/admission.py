@@ -3,10 +3,11 @@
 A saturated real-time server serves everyone late (a 400-device overload left every stream
 seconds behind and no Stop got its end packet in time), so the decision must be taken before
 the work is accepted. The capacity is the smaller of a configured budget (``max_streams``, 0:
-none) and one learned from the transport's own pacing: when a tick's most overdue packet is
-later than ``lateness_limit`` the capacity drops to 90 % of what is streaming (once per
-``cooldown``); while pacing stays well on time at the capacity, it grows by 2 % every
-``probe_interval``. Until a limit has been learned, new streams may grow the load by at most a
+none) and one learned from the transport's own pacing: when ``late_ticks`` ticks in a row
+pushed their most overdue packet later than ``lateness_limit`` (one late tick is a pause,
+such as a collection or a slow disk; an overload makes every tick late), the capacity drops
+to 90 % of what is streaming, never below ``min_learned`` (once per ``cooldown``); while
+pacing stays well on time at the capacity, it grows by 2 % every ``probe_interval``. Until a limit has been learned, new streams may grow the load by at most a
 quarter (and at least ``ramp_floor``) per ``ramp_window`` (without a configured budget), so a burst of Plays meets the
 pacing signal before it overshoots.
 
@@ -32,6 +33,10 @@ class AdmissionPolicy:
     """Configured budget of concurrent streams; 0: only the learned capacity applies."""
     lateness_limit: float = 0.075
     """A tick whose most overdue packet is later than this means the transport is falling behind."""
+    late_ticks: int = 5
+    """Late ticks in a row that mean an overload rather than a pause."""
+    min_learned: int = 16
+    """The learned capacity never goes below this: fewer streams than that do not overload a core."""
     cooldown: float = 1.0
     probe_interval: float = 2.0
     ramp_window: float = 0.1
@@ -73,6 +78,7 @@ class StreamAdmission:
         self._window_base = 0
         self._refusing = 0
         """Plays refused since admission last said yes (for one log line per burst)."""
+        self._late_in_a_row = 0
 
     @property
     def capacity(self) -> int | None:
@@ -114,11 +120,18 @@ class StreamAdmission:
         now = self._clock()
         with self._lock:
             if lateness > self.policy.lateness_limit:
-                if now - self._last_cut >= self.policy.cooldown and self.active > 0:
-                    self.learned = max(1, math.floor(self.active * 0.9))
+                self._late_in_a_row += 1
+                if (
+                    self._late_in_a_row >= self.policy.late_ticks
+                    and now - self._last_cut >= self.policy.cooldown
+                    and self.active > 0
+                ):
+                    self.learned = max(self.policy.min_learned, math.floor(self.active * 0.9))
                     self._last_cut = now
                     self._last_probe = now
-            elif (
+                return
+            self._late_in_a_row = 0
+            if (
                 self.learned is not None
                 and self.active >= self.learned
                 and lateness < self.policy.lateness_limit / 2

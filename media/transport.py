@@ -37,12 +37,20 @@ class FrameLike(Protocol):
 F = TypeVar("F", bound=FrameLike)
 
 
-class Outcome(enum.Enum):
-    FINISHED = "finished"
+class PlaybackEnd(enum.Enum):
+    """How a playback ended: the one vocabulary for it, from the transport up to the metrics.
+
+    The transport reports COMPLETED (the device took the whole sound) or STOPPED (cut short);
+    the device actor, which knows why it cut one short, says STOPPED, PREEMPTED or DISCONNECTED.
+    """
+
+    COMPLETED = "completed"
     STOPPED = "stopped"
+    PREEMPTED = "preempted"
+    DISCONNECTED = "disconnected"
 
 
-EndCallback = Callable[[Outcome], None]
+EndCallback = Callable[[PlaybackEnd], None]
 
 
 class Clock(Protocol):
@@ -91,7 +99,7 @@ class _Playback(Generic[F]):
         """When the next packet must be pushed to stay ``preroll`` ahead of real time."""
         return self.anchor + self.index * self.frame_duration - preroll
 
-    def end(self, outcome: Outcome) -> None:
+    def end(self, outcome: PlaybackEnd) -> None:
         callback, self._on_end = self._on_end, None
         if callback is not None:
             callback(outcome)
@@ -125,7 +133,7 @@ class AudioChannel(Generic[F]):
         while self._buffer:
             _, completes = self._buffer.popleft()
             if completes is not None:
-                completes.end(Outcome.STOPPED)
+                completes.end(PlaybackEnd.STOPPED)
 
     def close(self) -> None:
         self.closed = True
@@ -191,7 +199,7 @@ class AudioConsumer(Generic[F]):
                 continue
             frame, completes = item
             if completes is not None:
-                completes.end(Outcome.FINISHED)
+                completes.end(PlaybackEnd.COMPLETED)
             if frame.is_start:
                 self.recording_open = not frame.is_end
                 return frame
@@ -247,7 +255,7 @@ class AudioTransport(Generic[F]):
         """Start ``track`` now on ``channel``, ending (with an end frame) what plays there."""
         self.stop(channel)
         if channel.closed:
-            on_end(Outcome.STOPPED)
+            on_end(PlaybackEnd.STOPPED)
             return
         now = self.clock.now()
         playback = _Playback(channel, track, frame_duration, now, on_end)
@@ -263,7 +271,7 @@ class AudioTransport(Generic[F]):
         had_frames = len(channel) > 0
         channel.clear()
         if playback is not None:
-            playback.end(Outcome.STOPPED)
+            playback.end(PlaybackEnd.STOPPED)
         if not channel.closed and (playback is not None or had_frames or channel._consumer_open()):
             channel.push(self._end_frame)
 
@@ -308,7 +316,7 @@ class AudioTransport(Generic[F]):
         """Push what is due by ``now`` plus the pre-roll; True once the whole track is pushed."""
         channel, track = playback.channel, playback.track
         if channel.closed:
-            playback.end(Outcome.STOPPED)
+            playback.end(PlaybackEnd.STOPPED)
             return True
         due = now - playback.anchor + self.preroll
         overdue = due - playback.index * playback.frame_duration

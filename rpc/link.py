@@ -15,9 +15,8 @@ import grpc
 from actors.leds import LedFrame
 from actors.messages import StreamKind
 from actors.ports import CloseCause, PlaybackEndCallback
-from actors.state import PlaybackOutcome
 from media.library import EncodedSound
-from media.transport import AudioChannel, AudioTransport, Outcome
+from media.transport import AudioChannel, AudioTransport
 from rpc import comms_pb2 as pb
 from rpc.loopcall import call_on_loop
 from rpc.metrics import Metrics
@@ -97,9 +96,6 @@ class _AudioOutlet:
         self._link.post(self._link.stop_playback)
 
 
-_OUTCOMES = {Outcome.FINISHED: PlaybackOutcome.FINISHED, Outcome.STOPPED: PlaybackOutcome.STOPPED}
-
-
 class GrpcDeviceLink:
     """Built on the supervisor's thread; everything past ``post`` runs on the loop."""
 
@@ -165,10 +161,7 @@ class GrpcDeviceLink:
         return slot
 
     def start_playback(self, sound: EncodedSound, on_end: PlaybackEndCallback) -> None:
-        def ended(outcome: Outcome) -> None:
-            on_end(_OUTCOMES[outcome])
-
-        self._transport.play(self.channel, self._tracks.track(sound), self._tracks.frame_duration, ended)
+        self._transport.play(self.channel, self._tracks.track(sound), self._tracks.frame_duration, on_end)
 
     def stop_playback(self) -> None:
         self._transport.stop(self.channel)

@@ -16,7 +16,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from actors.commit import GroupCommit
-from actors.observer import FleetObserver, PlaybackEnd
+from actors.observer import FleetObserver
+from media.transport import PlaybackEnd
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -124,7 +125,9 @@ class _HotCounters(Collector):
         if m._commits is not None:
             yield _counter("acp_state_saves", "Device states saved", m._commits.saves)
             yield _counter(
-                "acp_state_commits", "Store transactions (saves that arrive together share one)", m._commits.commits
+                "acp_state_commits",
+                "Store transactions (saves that arrive together share one)",
+                m._commits.commits,
             )
 
 

@@ -8,8 +8,8 @@ from typing import Generic, TypeVar
 
 from actors.leds import LedFrame
 from actors.ports import CloseCause, PlaybackEndCallback
-from actors.state import PlaybackOutcome
 from media.library import EncodedSound
+from media.transport import PlaybackEnd
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class FakeAudioOutlet:
         self.commands.add(("stop",))
 
     def finish_latest(self) -> None:
-        self.callbacks[-1](PlaybackOutcome.FINISHED)
+        self.callbacks[-1](PlaybackEnd.COMPLETED)
 
 
 class FakeLink:

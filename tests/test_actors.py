@@ -17,10 +17,11 @@ from actors.leds import (
 )
 from actors.messages import CloseStream, Drain, Refusal, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
-from actors.state import Button, DeviceState, Gesture, PlaybackOutcome
+from actors.state import Button, DeviceState, Gesture
 from actors.supervisor import SupervisorPolicy
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.library import SoundLibrary
+from media.transport import PlaybackEnd
 from tests.actor_fleet import ActorFleet
 from tests.fakes import FakeLink
 
@@ -120,7 +121,7 @@ def test_a_preempted_sounds_end_does_not_return_to_idle(fleet: ActorFleet) -> No
     link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.PLAY)
     fleet.press("kitchen", Button.PLAY)
-    link.audio_outlet.callbacks[0](PlaybackOutcome.STOPPED)
+    link.audio_outlet.callbacks[0](PlaybackEnd.STOPPED)
     fleet.status()
     fleet.press("kitchen", Button.MODE, Gesture.RELEASE)
     assert status_led(link) == STATUS_PLAYING.rgba

@@ -17,6 +17,12 @@ class Clock:
         return self.now
 
 
+def late_ticks(admission: StreamAdmission, lateness: float = 0.2) -> None:
+    """As many late ticks in a row as an overload makes."""
+    for _ in range(admission.policy.late_ticks):
+        admission.observe_lateness(lateness)
+
+
 def admit_all(admission: StreamAdmission, count: int) -> list[Ticket]:
     tickets = [admission.admit() for _ in range(count)]
     assert all(ticket is not None for ticket in tickets)
@@ -50,10 +56,26 @@ def test_late_pacing_cuts_the_capacity_to_ninety_percent_of_what_streams() -> No
     clock = Clock()
     admission = StreamAdmission(AdmissionPolicy(max_streams=1000), clock)
     admit_all(admission, 500)
-    admission.observe_lateness(0.2)
+    late_ticks(admission)
     assert admission.learned == 450
     assert admission.capacity == 450
     assert admission.admit() is None
+
+
+def test_one_late_tick_is_a_pause_not_an_overload() -> None:
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000), Clock())
+    admit_all(admission, 500)
+    for _ in range(20):
+        admission.observe_lateness(0.2)
+        admission.observe_lateness(0.0)
+    assert admission.learned is None
+
+
+def test_the_learned_capacity_never_drops_below_its_floor() -> None:
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, min_learned=16), Clock())
+    admit_all(admission, 3)
+    late_ticks(admission)
+    assert admission.learned == 16
 
 
 def test_lateness_within_the_limit_learns_nothing() -> None:
@@ -67,12 +89,12 @@ def test_the_capacity_is_cut_at_most_once_per_cooldown() -> None:
     clock = Clock()
     admission = StreamAdmission(AdmissionPolicy(max_streams=1000, cooldown=1.0), clock)
     admit_all(admission, 500)
-    admission.observe_lateness(0.2)
+    late_ticks(admission)
     clock.now += 0.5
-    admission.observe_lateness(0.2)
+    late_ticks(admission)
     assert admission.learned == 450
     clock.now += 0.6
-    admission.observe_lateness(0.2)
+    late_ticks(admission)
     assert admission.learned == 450  # 90 % of the 500 still streaming
 
 
@@ -80,7 +102,7 @@ def test_on_time_pacing_at_the_learned_capacity_probes_upwards_slowly() -> None:
     clock = Clock()
     admission = StreamAdmission(AdmissionPolicy(max_streams=1000, probe_interval=2.0), clock)
     tickets = admit_all(admission, 500)
-    admission.observe_lateness(0.2)
+    late_ticks(admission)
     for ticket in tickets[450:]:
         ticket.release()
     clock.now += 1.0
@@ -95,7 +117,7 @@ def test_below_the_learned_capacity_nothing_is_probed() -> None:
     clock = Clock()
     admission = StreamAdmission(AdmissionPolicy(max_streams=1000), clock)
     tickets = admit_all(admission, 500)
-    admission.observe_lateness(0.2)
+    late_ticks(admission)
     for ticket in tickets[100:]:
         ticket.release()
     clock.now += 10

@@ -7,16 +7,15 @@ from actors.state import (
     Fault,
     Gesture,
     Playback,
-    PlaybackOutcome,
     StartPlayback,
     StopPlayback,
-    StopReason,
     on_audio_lost,
     on_audio_restored,
     on_button,
     on_disconnect,
     on_playback_ended,
 )
+from media.transport import PlaybackEnd
 
 MODES = 5
 MODE = ButtonInput(Button.MODE)
@@ -60,7 +59,7 @@ def test_play_while_playing_preempts_with_the_new_modes_sound() -> None:
     playing = press_all(DeviceState(), MODE, PLAY, MODE)
     transition = on_button(playing, PLAY, MODES)
     assert transition.effects == (
-        StopPlayback(Playback(id=1, mode=1), StopReason.PREEMPTED),
+        StopPlayback(Playback(id=1, mode=1), PlaybackEnd.PREEMPTED),
         StartPlayback(Playback(id=2, mode=2)),
     )
     assert transition.state.playing == Playback(id=2, mode=2)
@@ -77,7 +76,7 @@ def test_mode_while_playing_changes_the_mode_and_playback_goes_on() -> None:
 def test_stop_ends_playback_and_returns_to_idle() -> None:
     playing = press_all(DeviceState(), PLAY)
     transition = on_button(playing, STOP, MODES)
-    assert transition.effects == (StopPlayback(Playback(id=1, mode=0), StopReason.STOPPED),)
+    assert transition.effects == (StopPlayback(Playback(id=1, mode=0), PlaybackEnd.STOPPED),)
     assert transition.state.playing is None
 
 
@@ -124,18 +123,18 @@ def test_holding_play_is_refused() -> None:
 
 def test_the_end_of_the_current_playback_returns_to_idle() -> None:
     playing = press_all(DeviceState(), PLAY)
-    assert on_playback_ended(playing, 1, PlaybackOutcome.FINISHED).state.playing is None
+    assert on_playback_ended(playing, 1, PlaybackEnd.COMPLETED).state.playing is None
 
 
 def test_the_end_of_a_preempted_playback_is_ignored() -> None:
     playing = press_all(DeviceState(), PLAY, PLAY)
-    assert on_playback_ended(playing, 1, PlaybackOutcome.STOPPED).state.playing == Playback(2, 0)
+    assert on_playback_ended(playing, 1, PlaybackEnd.STOPPED).state.playing == Playback(2, 0)
 
 
 def test_a_disconnect_stops_playback_and_keeps_the_mode() -> None:
     playing = press_all(DeviceState(), MODE, PLAY)
     transition = on_disconnect(playing)
-    assert transition.effects == (StopPlayback(Playback(1, 1), StopReason.DISCONNECTED),)
+    assert transition.effects == (StopPlayback(Playback(1, 1), PlaybackEnd.DISCONNECTED),)
     assert transition.state.mode == 1
     assert transition.state.playing is None
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from media.transport import AudioChannel, AudioConsumer, AudioTransport, LoopClock, Outcome, _Playback
+from media.transport import AudioChannel, AudioConsumer, AudioTransport, LoopClock, PlaybackEnd, _Playback
 from tests.clocks import VirtualClock
 
 FRAME = 0.02
@@ -160,7 +160,7 @@ def test_a_track_is_finished_when_its_reader_takes_the_last_frame_and_then_the_s
         rig = Rig()
         wire = rig.wire()
         consumer = wire.read()
-        outcomes: list[Outcome] = []
+        outcomes: list[PlaybackEnd] = []
         rig.transport.play(wire, track("a", 25), FRAME, outcomes.append)
         await rig.play_for(0.42, wire)  # a23 was due at 0.41 s
         assert wire.received == names("a", 0, 23)
@@ -170,7 +170,7 @@ def test_a_track_is_finished_when_its_reader_takes_the_last_frame_and_then_the_s
         assert outcomes == [], "pushed is not finished: the last frame still waits for its reader"
         last = await consumer.next()
         assert last == Frame(False, True, "a24")
-        assert outcomes == [Outcome.FINISHED]
+        assert outcomes == [PlaybackEnd.COMPLETED]
         ticks = rig.ticks
         await rig.clock.advance(10 * TICK)
         assert rig.clock.sleeping == 0, "nothing plays: the scheduler no longer ticks"
@@ -232,13 +232,13 @@ def test_stop_drops_unsent_packets_and_sends_one_end_frame() -> None:
         stopped, other = rig.wire(), rig.wire()
         consumer = stopped.read()
         other.read()
-        outcomes: list[Outcome] = []
+        outcomes: list[PlaybackEnd] = []
         rig.transport.play(stopped, track("a", 100), FRAME, outcomes.append)
         rig.transport.play(other, track("b", 100), FRAME, lambda _: None)
         first = await consumer.next()
         assert first == Frame(True, False, "a0")
         rig.transport.stop(stopped)
-        assert outcomes == [Outcome.STOPPED]
+        assert outcomes == [PlaybackEnd.STOPPED]
         assert rig.transport.active == 1
         assert len(stopped) == 1, "a1 and a2 were dropped"
         assert await consumer.next() == END
@@ -286,16 +286,16 @@ def test_a_preempting_play_ends_the_old_recording_with_an_end_frame_before_the_n
         rig = Rig()
         wire = rig.wire()
         consumer = wire.read()
-        outcomes: list[tuple[str, Outcome]] = []
+        outcomes: list[tuple[str, PlaybackEnd]] = []
         rig.transport.play(wire, track("a", 100), FRAME, lambda o: outcomes.append(("a", o)))
         await consumer.next()
         await rig.play_for(0.1, wire)
         preempted = rig.clock.now()
         rig.transport.play(wire, track("b", 3), FRAME, lambda o: outcomes.append(("b", o)))
-        assert outcomes == [("a", Outcome.STOPPED)]
+        assert outcomes == [("a", PlaybackEnd.STOPPED)]
         assert await wire.take_buffered() == ["end", "b0", "b1", "b2"], "a's unsent packets were dropped"
         assert wire.push_time("end") == wire.push_time("b0") == preempted
-        assert outcomes == [("a", Outcome.STOPPED), ("b", Outcome.FINISHED)]
+        assert outcomes == [("a", PlaybackEnd.STOPPED), ("b", PlaybackEnd.COMPLETED)]
         await rig.transport.close()
 
     run(scenario)
@@ -323,7 +323,7 @@ def test_closing_the_channel_wakes_its_waiting_reader_and_stops_its_playback() -
         rig = Rig()
         wire = rig.wire()
         consumer = wire.read()
-        outcomes: list[Outcome] = []
+        outcomes: list[PlaybackEnd] = []
         rig.transport.play(wire, track("a", 100), FRAME, outcomes.append)
         waiting = asyncio.Event()
 
@@ -343,7 +343,7 @@ def test_closing_the_channel_wakes_its_waiting_reader_and_stops_its_playback() -
         wire.close()
         assert await reader == names("a", 0, AT_ONCE - 1)
         await rig.clock.advance(FRAME)  # the scheduler notices when the next packet is due
-        assert outcomes == [Outcome.STOPPED]
+        assert outcomes == [PlaybackEnd.STOPPED]
         assert rig.transport.active == 0
         assert len(wire.pushed) == AT_ONCE, "nothing is pushed to a closed channel"
         await rig.transport.close()
@@ -356,9 +356,9 @@ def test_a_play_on_a_closed_channel_is_stopped_at_once() -> None:
         rig = Rig()
         wire = rig.wire()
         wire.close()
-        outcomes: list[Outcome] = []
+        outcomes: list[PlaybackEnd] = []
         rig.transport.play(wire, track("a", 10), FRAME, outcomes.append)
-        assert outcomes == [Outcome.STOPPED]
+        assert outcomes == [PlaybackEnd.STOPPED]
         assert wire.pushed == []
         assert rig.transport.active == 0
 
@@ -445,12 +445,12 @@ def test_by_default_the_transport_paces_on_the_running_loops_clock() -> None:
         assert before <= transport.clock.now() <= loop.time()
         channel = AudioChannel[Frame](transport.channel_capacity(FRAME))
         consumer = channel.attach()
-        outcomes: list[Outcome] = []
+        outcomes: list[PlaybackEnd] = []
         transport.play(channel, track("a", 6), FRAME, outcomes.append)
         received = [await consumer.next() for _ in range(6)]
         assert [frame.data for frame in received if frame is not None] == names("a", 0, 5)
         assert loop.time() - before >= 5 * FRAME - PREROLL, "paced in real time, not sent at once"
-        assert outcomes == [Outcome.FINISHED]
+        assert outcomes == [PlaybackEnd.COMPLETED]
         await transport.close()
 
     run(scenario)
