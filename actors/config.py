@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.leds import MAX_MODES
 from actors.logs import LOG_FORMATS
+from media.library import MAX_MODES
 from media.opus import FRAME_DURATIONS_MS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actors.state import DeviceState
+from media.library import MAX_MODES
 
 LedFrame = tuple[int, int, int, int, int]
 """0xRRGGBBAA colours of led_1..led_5."""
@@ -44,7 +45,6 @@ MODE_COLOURS = (
     Swatch("white", rgba(0xFFFFFF)),
     Swatch("violet", rgba(0x8000FF)),
 )
-MAX_MODES = len(MODE_SHAPES) * len(MODE_COLOURS)
 
 
 def status_swatch(state: DeviceState) -> Swatch:

@@ -11,7 +11,6 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from actors.leds import (
-    MAX_MODES,
     STATUS_BUSY,
     STATUS_ERROR,
     STATUS_IDLE,
@@ -22,6 +21,7 @@ from actors.leds import (
     render,
 )
 from actors.state import DeviceState, Fault, Playback
+from media.library import MAX_MODES
 
 CELL = 56
 LABEL_WIDTH = 250

@@ -7,9 +7,10 @@ none) and one learned from the transport's own pacing: when ``late_ticks`` ticks
 pushed their most overdue packet later than ``lateness_limit`` (one late tick is a pause,
 such as a collection or a slow disk; an overload makes every tick late), the capacity drops
 to 90 % of what is streaming, never below ``min_learned`` (once per ``cooldown``); while
-pacing stays well on time at the capacity, it grows by 2 % every ``probe_interval``. Until a limit has been learned, new streams may grow the load by at most a
-quarter (and at least ``ramp_floor``) per ``ramp_window`` (without a configured budget), so a burst of Plays meets the
-pacing signal before it overshoots.
+pacing stays well on time at the capacity, it grows by 2 % every ``probe_interval``.
+Until a limit has been learned (and without a configured budget), new streams may grow the
+load by at most a quarter (and at least ``ramp_floor``) per ``ramp_window``, so a burst of
+Plays meets the pacing signal before it overshoots.
 
 A preempting Play replaces a stream and is always admitted. Pure logic with a clock passed
 in; thread-safe, since actors and the transport may call it from different threads.

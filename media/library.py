@@ -17,7 +17,8 @@ from media.synth import default_pcm
 logger = logging.getLogger(__name__)
 
 MAX_MODES = 24
-"""The most modes a device can be configured with."""
+"""The most modes a device can be configured with: the LED map (actors/leds.py) gives each one
+its own look, four shapes in six colours."""
 
 _SOUND_FILE_NAME = re.compile(r"(?P<mode>[0-9]+)(?:-(?P<label>.+))?\.(?P<ext>[^.]+)")
 """`<mode>.<ext>` or `<mode>-<label>.<ext>`, e.g. `3.flac` or `0-doorbell.mp3`."""

@@ -16,7 +16,8 @@ from google.protobuf.message import DecodeError, Message
 
 from rpc import comms_pb2 as pb
 
-SERVICE = "com.opalcamera.test.DeviceService"
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DeviceService"].full_name
+"""The one place the service's full name comes from: the generated descriptor (its package is part of every path)."""
 M = TypeVar("M", bound=Message)
 
 
@@ -63,5 +64,5 @@ def add_device_service(servicer: Any, server: grpc.aio.Server) -> None:
             response_serializer=pb.AudioPacket.SerializeToString,
         ),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

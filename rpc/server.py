@@ -31,13 +31,12 @@ from rpc.auth import DeviceAuthenticator, load_secret
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
 from rpc.metrics import Metrics
-from rpc.registration import add_device_service
+from rpc.registration import SERVICE_NAME, add_device_service
 from rpc.servicer import DeviceService
 from rpc.tracks import TrackBook
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DeviceService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024
 """Devices send tiny messages; anything larger is refused by gRPC before it reaches us."""
 

@@ -10,7 +10,6 @@ class TrackBook:
     def __init__(self, library: SoundLibrary) -> None:
         self.frame_duration = library.frame_ms / 1000
         self._tracks: dict[int, tuple[pb.AudioPacket, ...]] = {}
-        self._sounds = library.sounds
         for sound in library.sounds:
             self._tracks[id(sound)] = packets_of(sound)
         self.end_packet = pb.AudioPacket(is_end=True, data=library.silence_packet)

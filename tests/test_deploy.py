@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from actors.config import ServerConfig, parse_config
-from rpc.server import SERVICE_NAME
+from rpc.registration import SERVICE_NAME
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 VERSION = "1.37.0"

@@ -19,10 +19,11 @@ from media.library import SoundLibrary
 from rpc import comms_pb2 as pb
 from rpc import comms_pb2_grpc
 from rpc.metadata import MAX_DEVICE_ID_BYTES
+from rpc.registration import SERVICE_NAME
 from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
 
-SERVICE = "/com.opalcamera.test.DeviceService/"
+SERVICE = f"/{SERVICE_NAME}/"
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 UINT32 = st.integers(min_value=0, max_value=2**32 - 1)

@@ -3,7 +3,6 @@
 import pytest
 
 from actors.leds import (
-    MAX_MODES,
     MODE_SHAPES,
     OFF,
     STATUS_ERROR,
@@ -14,6 +13,7 @@ from actors.leds import (
     render,
 )
 from actors.state import DeviceState, Fault, Playback
+from media.library import MAX_MODES
 
 
 def colour(rgba: int) -> int:

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from actors.leds import STATUS_SERVER_LEAVING
 from media.library import SoundLibrary
 from rpc.healthcheck import main as healthcheck
-from rpc.server import SERVICE_NAME
+from rpc.registration import SERVICE_NAME
 from simulator import Button, SimulatedDevice
 from tests.live import run, serving, target, wait_for_fleet
 from tests.server_process import ServerProcess
