@@ -601,9 +601,10 @@ class Device:
                 sent += 1
                 if took >= 0.005:
                     fleet.results.add("flood_write_stall", took)
-            # The acks still on their way: wait for them a little, not past the deadline.
-            limit = min(deadline, monotonic() + 5.0)
-            while answered[0] < sent and not reader.done() and monotonic() < limit:
+            # The events written but not yet answered are still the server's to take in (its
+            # buffers and the flow-control window hold them): the flood lasts until they are
+            # answered, the server ends the stream, or the deadline.
+            while answered[0] < sent and not reader.done() and monotonic() < deadline:
                 await asyncio.sleep(0.02)
         except asyncio.CancelledError:
             raise
