@@ -82,7 +82,8 @@ def latency_cdfs(results: dict[str, Any], path: Path) -> Path:
         axis.set_xlabel("ms (log)")
         axis.set_ylabel("fraction")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7, loc="lower right")
+        if axis.get_legend_handles_labels()[0]:  # a partial run may have nothing here
+            axis.legend(fontsize=7, loc="lower right")
     figure.suptitle("Latency at the device, project vs bare baseline")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -123,7 +124,8 @@ def lateness_over_time(results: dict[str, Any], path: Path) -> Path:
         axis.set_xlabel("seconds since the fleet started")
         axis.set_ylabel("ms (symlog; -pre-roll = on schedule)")
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7, ncol=2)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -165,7 +167,8 @@ def capacity_curve(results: dict[str, Any], path: Path) -> Path:
         axis.set_xlabel("devices streaming")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
     pinning = results.get("pinning", {})
     where = (
         f"server on core(s) {pinning.get('server_cores')}, load generator on {pinning.get('loadgen_cores')}"
