@@ -47,6 +47,7 @@ class ServerConfig:
     state_db: str = "state/devices.sqlite3"
     event_rate: float = 20.0
     event_burst: int = 40
+    event_abuse_seconds: float = 10.0
     metrics_port: int = 9095
     keepalive_time: float = 20.0
     keepalive_timeout: float = 10.0
@@ -101,6 +102,8 @@ class ServerConfig:
             )
         if self.event_rate <= 0 or self.event_burst < 1:
             raise ValueError("the event rate must be > 0 and the burst >= 1")
+        if self.event_abuse_seconds <= 0:
+            raise ValueError(f"the event abuse period must be > 0 s, not {self.event_abuse_seconds}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
         if self.tls_client_ca is not None and self.tls_cert is None:
@@ -168,6 +171,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "button events per second a device may send; faster senders are read slower (back-pressure)",
     ),
     ("event_burst", "ACP_EVENT_BURST", int, "events a device may send at once above its rate"),
+    (
+        "event_abuse_seconds",
+        "ACP_EVENT_ABUSE_SECONDS",
+        float,
+        "seconds a device may stay over its event rate (its events waiting their turn, no pause of its own)"
+        " before its event stream is ended with RESOURCE_EXHAUSTED",
+    ),
     (
         "state_db",
         "ACP_STATE_DB",

@@ -49,6 +49,16 @@ class Metrics(FleetObserver):
             ["reason"],
             registry=registry,
         )
+        self.events_throttled = Counter(
+            "acp_device_events_throttled",
+            "Events that waited for their turn (sent faster than --event-rate); nothing else is read meanwhile",
+            registry=registry,
+        )
+        self.event_floods_ended = Counter(
+            "acp_event_floods_ended",
+            "Event streams ended with RESOURCE_EXHAUSTED: the device stayed over its rate for --event-abuse-seconds",
+            registry=registry,
+        )
         self.playbacks = Counter(
             "acp_playbacks", "Playbacks by what happened to them", ["outcome"], registry=registry
         )

@@ -6,6 +6,7 @@ supervisor, relays, and closes the stream with the supervisor however it ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
 from rpc.metadata import BadDeviceId, device_id_from
 from rpc.metrics import Metrics
-from rpc.ratelimit import TokenBucket
+from rpc.ratelimit import Throttle
 from rpc.registration import Malformed
 from rpc.slots import Ending, EndOfStream, MalformedMessage, StreamEnded, StreamSlot, next_message
 from rpc.status import StatusConversation
@@ -64,12 +65,15 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
         event_rate: float = 20.0,
         event_burst: int = 40,
         authenticator: DeviceAuthenticator | None = None,
+        *,
+        event_abuse_seconds: float = 10.0,
     ) -> None:
         self._fleet = fleet
         self._authenticator = authenticator
         self._metrics = metrics
         self._event_rate = event_rate
         self._event_burst = event_burst
+        self._event_abuse_seconds = event_abuse_seconds
 
     async def StatusStream(
         self, request_iterator: AsyncIterator[pb.DeviceStatusResponse], context: StatusContext
@@ -92,8 +96,9 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
         self, request_iterator: AsyncIterator[pb.DeviceEvent], context: EventContext
     ) -> AsyncIterator[pb.DeviceEventResponse]:
         async with self._stream(context, StreamKind.EVENTS) as stream:
-            bucket = TokenBucket(self._event_rate, self._event_burst)
+            throttle = Throttle(self._event_rate, self._event_burst, self._event_abuse_seconds)
             while True:
+                read_at = time.monotonic()
                 try:
                     event = await next_message(request_iterator, stream.slot)
                 except EndOfStream:
@@ -102,6 +107,27 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                     await _end(context, stream.slot)
                 except MalformedMessage as error:
                     await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                # Back-pressure: an event beyond the device's rate waits here for its token and
+                # nothing more is read meanwhile, so once the stream's HTTP/2 receive window is
+                # full, flow control holds the sender back. The event is then handled as any
+                # other (acked true if its actor accepts it). A device over its rate for too long
+                # (see Throttle) has the stream ended; the event just read dies with it, unacked.
+                wait = throttle.admit(idle=time.monotonic() - read_at)
+                if wait is None:
+                    self._metrics.event_floods_ended.inc()
+                    why = (
+                        f"over the event rate of {self._event_rate:g}/s for more than"
+                        f" {self._event_abuse_seconds:g} s: event stream ended"
+                    )
+                    for_device(logger, stream.device_id).warning("%s", why)
+                    await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, why)
+                if wait > 0:
+                    self._metrics.events_throttled.inc()
+                    try:
+                        await stream.slot.until_ended(asyncio.sleep(wait))
+                    except StreamEnded:
+                        await _end(context, stream.slot)
+                # From here on: the wait was the device's own doing, not the server's latency.
                 received_at = time.monotonic()
                 try:
                     button = button_input_of(event)
@@ -112,10 +138,6 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                     yield NACK
                     continue
                 self._metrics.events.labels(button.button.value, button.gesture.value).inc()
-                if not bucket.allow():
-                    self._metrics.nacks.labels("rate-limited").inc()
-                    yield NACK
-                    continue
                 accepted = await self._fleet.press(
                     stream.device_id, stream.grant.session, button, received_at
                 )
