@@ -42,7 +42,7 @@ class ServerConfig:
     max_devices: int = 100_000
     max_streams: int = 0
     learn_capacity: bool = True
-    lateness_limit_ms: int = 75
+    lateness_limit_ms: int = 30
     connect_queue_ms: int = 500
     state_db: str = "state/devices.sqlite3"
     event_rate: float = 20.0
@@ -150,7 +150,7 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "learn_capacity",
         "ACP_LEARN_CAPACITY",
         _flag,
-        "learn how many streams stay on time from the pacing lateness, and refuse beyond it (true/false)",
+        "estimate how many streams stay on time from the CPU and the pacing, and refuse beyond (true/false)",
     ),
     (
         "lateness_limit_ms",

@@ -38,8 +38,10 @@ from media.transport import PlaybackEnd
 
 logger = logging.getLogger(__name__)
 
-BUSY_SHOWN_SECONDS = 1.5
-"""How long led_1 shows busy after a refused Play."""
+BUSY_SHOWN_SECONDS = 3.0
+"""How long led_1 shows busy after the last refused Play. A device pressing Play again meanwhile
+keeps it lit: a refusal then costs no LED change at all, which matters when an overloaded
+server is refusing hundreds of retries a second."""
 
 
 class DeviceActor(PooledActor):
@@ -73,6 +75,7 @@ class DeviceActor(PooledActor):
         self._observer = observer or FleetObserver()
         self._store = store
         self._admission = admission or StreamAdmission()
+        self._refusals = 0
         self._log = for_device(logger, device_id)
 
     def on_start(self) -> None:
@@ -89,7 +92,10 @@ class DeviceActor(PooledActor):
                         ticket = self._admission.admit(replacing=self.state.playing is not None)
                         if ticket is None:
                             transition = transitions.on_play_refused(self.state)
-                            self.runtime.call_later(BUSY_SHOWN_SECONDS, _tell, self.actor_ref, BusyShown())
+                            self._refusals += 1
+                            self.runtime.call_later(
+                                BUSY_SHOWN_SECONDS, _tell, self.actor_ref, BusyShown(self._refusals)
+                            )
                     accepted = transition.accepted
                     durable = self._apply(transition, caused_at=received_at, ticket=ticket)
                     if durable is None:
@@ -107,8 +113,8 @@ class DeviceActor(PooledActor):
                     event.gesture.value,
                     "accepted" if transition.accepted else "refused",
                 )
-            case BusyShown():
-                if self.state.busy:
+            case BusyShown(refusal=refusal):
+                if self.state.busy and refusal == self._refusals:
                     self._apply(transitions.on_busy_shown(self.state))
             case PlaybackEnded(playback_id=playback_id, end=end):
                 current = self.state.playing is not None and self.state.playing.id == playback_id

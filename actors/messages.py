@@ -164,7 +164,9 @@ class Retire:
 
 @dataclass(frozen=True, slots=True)
 class BusyShown:
-    """The busy notice of a refused Play has been shown long enough."""
+    """The busy notice of a refused Play has been shown long enough (unless a newer refusal renewed it)."""
+
+    refusal: int
 
 
 @dataclass(frozen=True, slots=True)

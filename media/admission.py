@@ -2,15 +2,22 @@
 
 A saturated real-time server serves everyone late (a 400-device overload left every stream
 seconds behind and no Stop got its end packet in time), so the decision must be taken before
-the work is accepted. The capacity is the smaller of a configured budget (``max_streams``, 0:
-none) and one learned from the transport's own pacing: when ``late_ticks`` ticks in a row
-pushed their most overdue packet later than ``lateness_limit`` (one late tick is a pause,
-such as a collection or a slow disk; an overload makes every tick late), the capacity drops
-to 90 % of what is streaming, never below ``min_learned`` (once per ``cooldown``); while
-pacing stays well on time at the capacity, it grows by 2 % every ``probe_interval``.
-Until a limit has been learned (and without a configured budget), new streams may grow the
-load by at most a quarter (and at least ``ramp_floor``) per ``ramp_window``, so a burst of
-Plays meets the pacing signal before it overshoots.
+the work is accepted, and before the pacing shows the overload: by then the streams already
+admitted are too many, and they play for as long as their sounds last. The capacity is the
+smallest of:
+
+- a configured budget (``max_streams``; 0: none), what the operator measured;
+- an estimate from the process's own CPU: streams cost CPU in proportion, so with ``active``
+  streams using ``share`` of a core the core carries about ``active * cpu_target / share``
+  (``observe_cpu``, a few times a second; taken once at least ``min_sample`` stream);
+- a limit learned from the transport's pacing, the safety net: when ``late_ticks`` ticks in a
+  row pushed their most overdue packet later than ``lateness_limit`` (one late tick is a
+  pause, such as a collection; an overload makes every tick late), it drops to 90 % of what
+  streams, never below ``min_learned`` (once per ``cooldown``); while pacing stays well on
+  time at that limit, it grows by 2 % every ``probe_interval``.
+
+Before any estimate exists, a burst may grow the load by a quarter (at least ``ramp_floor``)
+per ``ramp_window``, so the first CPU reading comes before the load can overshoot.
 
 A preempting Play replaces a stream and is always admitted. Pure logic with a clock passed
 in; thread-safe, since actors and the transport may call it from different threads.
@@ -31,16 +38,20 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AdmissionPolicy:
     max_streams: int = 0
-    """Configured budget of concurrent streams; 0: only the learned capacity applies."""
-    lateness_limit: float = 0.075
+    """Configured budget of concurrent streams; 0: only the estimated and learned capacity apply."""
+    cpu_target: float = 0.7
+    """Share of one core the streams may take (the rest: presses, connects, headroom)."""
+    min_sample: int = 8
+    """Streams needed before their CPU share says anything about the cost of one."""
+    lateness_limit: float = 0.03
     """A tick whose most overdue packet is later than this means the transport is falling behind."""
-    late_ticks: int = 5
+    late_ticks: int = 3
     """Late ticks in a row that mean an overload rather than a pause."""
     min_learned: int = 16
     """The learned capacity never goes below this: fewer streams than that do not overload a core."""
     cooldown: float = 1.0
     probe_interval: float = 2.0
-    ramp_window: float = 0.1
+    ramp_window: float = 0.25
     ramp_floor: int = 16
     learn: bool = True
 
@@ -73,6 +84,7 @@ class StreamAdmission:
         self._lock = threading.Lock()
         self.active = 0
         self.learned: int | None = None
+        self.estimated: int | None = None
         self._last_cut = -math.inf
         self._last_probe = -math.inf
         self._window_start = -math.inf
@@ -84,7 +96,8 @@ class StreamAdmission:
     @property
     def capacity(self) -> int | None:
         """The most streams admitted at once now; None: no limit configured or learned."""
-        limits = [limit for limit in (self.policy.max_streams or None, self.learned) if limit is not None]
+        candidates = (self.policy.max_streams or None, self.estimated, self.learned)
+        limits = [limit for limit in candidates if limit is not None]
         return min(limits) if limits else None
 
     def admit(self, replacing: bool = False) -> Ticket | None:
@@ -108,11 +121,21 @@ class StreamAdmission:
                 "at audio capacity: refusing new streams (%d streaming, capacity %s%s)",
                 self.active,
                 self.capacity if self.capacity is not None else "ramping",
-                ", learned from pacing" if self.learned is not None else "",
+                self._basis(),
             )
         if self._on_refused is not None:
             self._on_refused()
         return None
+
+    def observe_cpu(self, share: float) -> None:
+        """The process's CPU over the last interval, as a share of one core (0.5: half a core)."""
+        if not self.policy.learn:
+            return
+        with self._lock:
+            if self.active >= self.policy.min_sample and share > 0.01:
+                self.estimated = max(
+                    self.policy.min_sample, math.floor(self.active * self.policy.cpu_target / share)
+                )
 
     def observe_lateness(self, lateness: float) -> None:
         """Per scheduler tick: how late the most overdue packet was pushed (seconds)."""
@@ -145,12 +168,25 @@ class StreamAdmission:
         capacity = self.capacity
         if capacity is not None and self.active >= capacity:
             return False
-        if self.learned is not None or not self.policy.learn or self.policy.max_streams:
+        if self.estimated is not None or self.learned is not None or not self.policy.learn:
+            return True
+        if self.policy.max_streams:
             return True  # a configured budget is what the operator knows the server carries
         if now - self._window_start >= self.policy.ramp_window:
             self._window_start, self._window_base = now, self.active
         ramp = max(self.policy.ramp_floor, self._window_base // 4)
         return self.active < self._window_base + ramp
+
+    def _basis(self) -> str:
+        """What the capacity comes from, for the log line."""
+        capacity = self.capacity
+        if capacity is None:
+            return ""
+        if capacity == self.learned:
+            return ", learned from pacing"
+        if capacity == self.estimated:
+            return ", estimated from CPU"
+        return ", configured"
 
     def _release(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", int(config.min_client_ping_interval * 1000)),
         ("grpc.http2.max_ping_strikes", 2),
         ("grpc.so_reuseport", 0),
+        # Devices send a few bytes a second: the default 64 KiB receive window per stream is
+        # plenty, and without BDP probing a flooding device cannot grow it to megabytes that
+        # gRPC would accept (and spend CPU on) before flow control holds the sender back.
+        ("grpc.http2.bdp_probe", 0),
     ]
 
 
@@ -86,6 +91,7 @@ class ControlPlane:
         self._supervisor: pykka.ActorRef[Any] | None = None
         self._runtime: ActorRuntime | None = None
         self._commits: GroupCommit | None = None
+        self._cpu_watch: asyncio.Task[None] | None = None
         self._transport: AudioTransport[pb.AudioPacket] | None = None
         self._metrics_server: Any = None
         self._links: weakref.WeakSet[GrpcDeviceLink] = weakref.WeakSet()
@@ -128,6 +134,7 @@ class ControlPlane:
                 self.config.event_rate,
                 self.config.event_burst,
                 self.authenticator,
+                event_abuse_seconds=self.config.event_abuse_seconds,
             ),
             server,
         )
@@ -163,6 +170,7 @@ class ControlPlane:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._transport, self._supervisor, self._server, self.port = transport, supervisor, server, port
         self._runtime, self._commits = runtime, commits
+        self._cpu_watch = loop.create_task(_watch_cpu(admission), name="admission-cpu")
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
@@ -188,6 +196,8 @@ class ControlPlane:
         if server is None or supervisor is None or transport is None or runtime is None or commits is None:
             return
         self._server = self._supervisor = self._transport = self._runtime = self._commits = None
+        if self._cpu_watch is not None:
+            self._cpu_watch.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         connected = sum(1 for link in list(self._links) if link.ending is None)
@@ -226,6 +236,22 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+CPU_WATCH_INTERVAL = 0.25
+"""How often admission control hears the process's CPU share: before a burst can overshoot."""
+
+
+async def _watch_cpu(admission: StreamAdmission) -> None:
+    """Tell admission control what share of a core the process used over each interval."""
+    loop = asyncio.get_running_loop()
+    wall, cpu = loop.time(), time.process_time()
+    while True:
+        await asyncio.sleep(CPU_WATCH_INTERVAL)
+        now_wall, now_cpu = loop.time(), time.process_time()
+        if now_wall > wall:
+            admission.observe_cpu((now_cpu - cpu) / (now_wall - wall))
+        wall, cpu = now_wall, now_cpu
 
 
 def _devices(count: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -13,12 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
-import rpc.server
 from actors.leds import STATUS_IDLE, mode_leds
 from media.library import SoundLibrary
 from rpc import comms_pb2 as pb
 from rpc.server import MAX_MESSAGE_BYTES, ControlPlane
-from rpc.servicer import DeviceService
 from simulator import Button, SimulatedDevice, StreamEnd, button_event
 from simulator.call_status import peek_status
 from tests.live import run, serving, shows, target
@@ -141,10 +138,9 @@ def test_another_devices_press_stays_fast_while_one_floods(library: SoundLibrary
 
 
 def test_a_device_that_stays_over_its_rate_has_its_event_stream_ended_with_one_log_line(
-    library: SoundLibrary, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    library: SoundLibrary, caplog: pytest.LogCaptureFixture
 ) -> None:
     rate, burst, abuse = 20.0, 10, 0.5
-    _abuse_after(monkeypatch, abuse)
 
     async def scenario() -> None:
         async with (
@@ -211,17 +207,6 @@ def test_a_throttled_event_stream_ends_at_once_when_a_newer_connection_takes_ove
                 assert await newer.press(Button.MODE)
 
     run(scenario)
-
-
-def _abuse_after(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """The server's abuse period for this test.
-
-    rpc/server.py does not pass ``config.event_abuse_seconds`` to the servicer yet; until it does, the
-    test hands the servicer its period directly (and sets it in the config too, for when it does).
-    """
-    monkeypatch.setattr(
-        rpc.server, "DeviceService", functools.partial(DeviceService, event_abuse_seconds=seconds)
-    )
 
 
 def test_a_device_that_never_reads_its_audio_holds_a_bounded_buffer_and_others_play(

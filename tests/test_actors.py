@@ -338,3 +338,18 @@ def test_streams_opened_while_the_device_retires_wait_and_resume_its_final_state
     assert again.led_outlet.frames.wait_for(bool)[-1] == (STATUS_IDLE.rgba, *mode_leds(2))
     assert fleet.press("kitchen", Button.MODE)
     assert again.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(3))
+
+
+def test_pressing_play_again_while_busy_keeps_busy_lit_without_an_led_change(
+    make_fleet: Callable[..., ActorFleet],
+) -> None:
+    fleet = one_stream_fleet(make_fleet)
+    fleet.connect("kitchen")
+    hall = fleet.connect("hall")
+    fleet.press("kitchen", Button.PLAY)
+    assert not fleet.press("hall", Button.PLAY)
+    shown = len(hall.led_outlet.frames.items)
+    for _ in range(5):
+        assert not fleet.press("hall", Button.PLAY)
+    assert len(hall.led_outlet.frames.items) == shown
+    assert status_led(hall) == STATUS_BUSY.rgba

@@ -165,3 +165,30 @@ def test_a_burst_of_refusals_is_logged_once_and_the_recovery_once(caplog: pytest
     assert len(messages) == 2
     assert "refusing new streams" in messages[0]
     assert "after refusing 100" in messages[1]
+
+
+def test_the_cpu_share_of_the_streams_estimates_how_many_the_core_carries() -> None:
+    admission = StreamAdmission(AdmissionPolicy(cpu_target=0.8), Clock())
+    admit_all(admission, 16)
+    admission.observe_cpu(0.1)  # 16 streams take a tenth of a core
+    assert admission.estimated == 128
+    admit_all(admission, 112)
+    assert admission.admit() is None
+
+
+def test_too_few_streams_say_nothing_about_the_cost_of_one() -> None:
+    admission = StreamAdmission(AdmissionPolicy(min_sample=8), Clock())
+    admit_all(admission, 7)
+    admission.observe_cpu(0.5)
+    assert admission.estimated is None
+
+
+def test_a_busier_core_lowers_the_estimate_and_refuses_new_streams_while_the_old_play_on() -> None:
+    admission = StreamAdmission(AdmissionPolicy(cpu_target=0.8), Clock())
+    admit_all(admission, 16)
+    admission.observe_cpu(0.05)
+    admit_all(admission, 200)
+    admission.observe_cpu(0.95)  # 216 streams and the core is nearly full
+    assert admission.estimated == 181
+    assert admission.admit() is None
+    assert admission.active == 216

@@ -75,7 +75,7 @@ def test_refusals_are_logged_once_per_burst(library: SoundLibrary, caplog: pytes
     with caplog.at_level(logging.WARNING, logger="media.admission"):
         run(scenario)
     assert [r.getMessage() for r in caplog.records if r.name == "media.admission"] == [
-        "at audio capacity: refusing new streams (1 streaming, capacity 1)"
+        "at audio capacity: refusing new streams (1 streaming, capacity 1, configured)"
     ]
 
 
