@@ -60,7 +60,10 @@ class OpenStream:
 
 
 @dataclass(frozen=True, slots=True)
-class CloseStream:
+class StreamClosed:
+    """A stream's call is over, whoever ended it. The supervisor forgets the stream, and passes the
+    message on to the device actor when the device lost that kind of stream but stays connected."""
+
     device_id: str
     session: int
     stream: int
@@ -145,11 +148,6 @@ class AttachLink:
 
 @dataclass(frozen=True, slots=True)
 class StreamOpened:
-    kind: StreamKind
-
-
-@dataclass(frozen=True, slots=True)
-class StreamClosed:
     kind: StreamKind
 
 

@@ -23,7 +23,6 @@ from actors.logs import for_device
 from actors.messages import (
     AttachLink,
     ButtonPressed,
-    CloseStream,
     DescribeFleet,
     DeviceFailed,
     Drain,
@@ -123,7 +122,7 @@ class SupervisorActor(PooledActor):
         match message:
             case OpenStream():
                 self._open_stream(message)
-            case CloseStream():
+            case StreamClosed():
                 self._close_stream(message)
             case RouteButton():
                 self._route_button(message)
@@ -236,7 +235,7 @@ class SupervisorActor(PooledActor):
         _tell(device.actor, AttachLink(device.session.link))
         for_device(logger, device_id).info("newer connection from %s replaces %s", peer, old.link.peer)
 
-    def _close_stream(self, message: CloseStream) -> None:
+    def _close_stream(self, message: StreamClosed) -> None:
         device = self._devices.get(message.device_id)
         if device is None or device.session.number != message.session:
             return
@@ -245,7 +244,7 @@ class SupervisorActor(PooledActor):
         if not device.session.streams:
             self._retire(message.device_id)
         elif message.kind not in device.session.streams.values():
-            _tell(device.actor, StreamClosed(message.kind))
+            _tell(device.actor, message)
 
     def _start_actor(self, device_id: str, state: DeviceState, link: DeviceLink) -> pykka.ActorRef[Any]:
         return DeviceActor.start(

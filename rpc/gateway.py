@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import pykka
 
 from actors.messages import (
-    CloseStream,
     OpenStream,
     Refusal,
     RouteButton,
+    StreamClosed,
     StreamGrant,
     StreamKind,
     StreamRefused,
@@ -105,7 +105,7 @@ class FleetGateway:
 
     def close_stream(self, device_id: str, grant: StreamGrant, kind: StreamKind) -> None:
         with contextlib.suppress(pykka.ActorDeadError):
-            self._supervisor.tell(CloseStream(device_id, grant.session, grant.stream, kind))
+            self._supervisor.tell(StreamClosed(device_id, grant.session, grant.stream, kind))
 
     async def press(self, device_id: str, session: int, event: ButtonInput, received_at: float) -> bool:
         """False when the device actor refused the event or could not answer in time."""

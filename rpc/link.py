@@ -20,7 +20,7 @@ from media.transport import AudioChannel, AudioTransport
 from rpc import comms_pb2 as pb
 from rpc.loopcall import call_on_loop
 from rpc.metrics import Metrics
-from rpc.slots import Ending, StreamSlot
+from rpc.slots import StreamEnd, StreamSlot
 from rpc.tracks import TrackBook
 
 
@@ -117,7 +117,7 @@ class GrpcDeviceLink:
         self.channel: AudioChannel[pb.AudioPacket] = AudioChannel(
             transport.channel_capacity(tracks.frame_duration)
         )
-        self.ending: Ending | None = None
+        self.end: StreamEnd | None = None
         self._slots: dict[StreamKind, StreamSlot] = {}
         self._led_outlet = _LedOutlet(self)
         self._audio_outlet = _AudioOutlet(self)
@@ -135,7 +135,7 @@ class GrpcDeviceLink:
         return self._audio_outlet
 
     def close(self, cause: CloseCause, reason: str) -> None:
-        self.post(self._close_now, Ending(_CODES[cause], reason))
+        self.post(self._close_now, StreamEnd(_CODES[cause], reason))
 
     def post(self, function: Callable[..., Any], *args: Any) -> None:
         """Run on the loop; a loop already closed at shutdown has nobody left to serve."""
@@ -146,13 +146,13 @@ class GrpcDeviceLink:
     def attach(self, kind: StreamKind) -> StreamSlot:
         """A newer stream of the same kind on the same connection replaces the older one."""
         slot = StreamSlot(kind)
-        if self.ending is not None:
-            slot.end(self.ending)
+        if self.end is not None:
+            slot.end(self.end)
             return slot
         previous = self._slots.get(kind)
         if previous is not None:
             previous.end(
-                Ending(
+                StreamEnd(
                     grpc.StatusCode.ABORTED,
                     f"a newer {kind.value} stream of device_id {self.device_id!r} replaced this one",
                 )
@@ -171,18 +171,18 @@ class GrpcDeviceLink:
         """Nothing left to deliver: the device shows the latest LED state and has every audio packet."""
         leds_delivered = StreamKind.STATUS not in self._slots or self.leds_wanted.settled
         audio_delivered = StreamKind.AUDIO not in self._slots or len(self.channel) == 0
-        return self.ending is not None or (leds_delivered and audio_delivered)
+        return self.end is not None or (leds_delivered and audio_delivered)
 
     def detach(self, slot: StreamSlot) -> None:
         if self._slots.get(slot.kind) is slot:
             del self._slots[slot.kind]
 
-    def _close_now(self, ending: Ending) -> None:
-        if self.ending is not None:
+    def _close_now(self, end: StreamEnd) -> None:
+        if self.end is not None:
             return
-        self.ending = ending
+        self.end = end
         self._transport.stop(self.channel)
         self.channel.close()
         self.leds_wanted.wake()
         for slot in self._slots.values():
-            slot.end(ending)
+            slot.end(end)

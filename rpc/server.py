@@ -200,7 +200,7 @@ class ControlPlane:
             self._cpu_watch.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        connected = sum(1 for link in list(self._links) if link.ending is None)
+        connected = sum(1 for link in list(self._links) if link.end is None)
         logger.info("draining %s (grace %.1f s)", _devices(connected), grace)
         await self.health.enter_graceful_shutdown()
         supervisor.tell(Drain())

@@ -28,7 +28,7 @@ from rpc.metadata import BadDeviceId, device_id_from
 from rpc.metrics import Metrics
 from rpc.ratelimit import Throttle
 from rpc.registration import Malformed
-from rpc.slots import Ending, EndOfStream, MalformedMessage, StreamEnded, StreamSlot, next_message
+from rpc.slots import DeviceClosedStream, MalformedMessage, StreamEnd, StreamEnded, StreamSlot, next_message
 from rpc.status import StatusConversation
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             try:
                 async for request in conversation.requests():
                     yield request
-            except EndOfStream:
+            except DeviceClosedStream:
                 return
             except StreamEnded:
                 await _end(context, stream.slot)
@@ -101,7 +101,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 read_at = time.monotonic()
                 try:
                     event = await next_message(request_iterator, stream.slot)
-                except EndOfStream:
+                except DeviceClosedStream:
                     return
                 except StreamEnded:
                     await _end(context, stream.slot)
@@ -166,7 +166,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 self._metrics.audio_packets_sent += 1
                 yield packet
             if not stream.slot.ended.done():
-                stream.slot.end(Ending(grpc.StatusCode.ABORTED, "a newer audio stream replaced this one"))
+                stream.slot.end(StreamEnd(grpc.StatusCode.ABORTED, "a newer audio stream replaced this one"))
             await _end(context, stream.slot)
 
     @asynccontextmanager
@@ -222,7 +222,7 @@ class _Registration:
     def call_ended(self, _: object) -> None:
         self._call_over = True
         if self._grant is not None:
-            self._grant[2].end(Ending(grpc.StatusCode.CANCELLED, "the call has ended"))
+            self._grant[2].end(StreamEnd(grpc.StatusCode.CANCELLED, "the call has ended"))
             self.close()
 
     def close(self) -> None:
@@ -236,8 +236,8 @@ class _Registration:
 
 
 async def _end(context: AnyContext, slot: StreamSlot) -> NoReturn:
-    ending = slot.ended.result()
-    await _abort(context, ending.code, ending.details)
+    end = slot.ended.result()
+    await _abort(context, end.code, end.details)
 
 
 async def _abort(context: AnyContext, code: grpc.StatusCode, details: str) -> NoReturn:

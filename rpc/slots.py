@@ -1,7 +1,7 @@
 """A stream's place on a device connection, and the waits the server may cut short.
 
 A handler waits on the device (its next message) or on the LED mailbox; the server may
-end the stream meanwhile (a takeover, a retire, a drain). Ending the slot cancels the task
+end the stream meanwhile (a takeover, a retire, a drain). StreamEnd the slot cancels the task
 waiting in it, and the wait raises ``StreamEnded``: one ``Task.cancel`` when a stream ends,
 instead of a task and an ``asyncio.wait`` for every message read.
 """
@@ -22,10 +22,10 @@ T = TypeVar("T")
 
 
 class StreamEnded(Exception):
-    """The server ended this stream while it waited (see the slot's ``Ending``)."""
+    """The server ended this stream while it waited (see the slot's ``StreamEnd``)."""
 
 
-class EndOfStream(Exception):
+class DeviceClosedStream(Exception):
     """The device half-closed its side of the stream."""
 
 
@@ -34,7 +34,7 @@ class MalformedMessage(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Ending:
+class StreamEnd:
     """The status a stream ends with when the server ends it."""
 
     code: grpc.StatusCode
@@ -46,14 +46,14 @@ class StreamSlot:
 
     def __init__(self, kind: StreamKind) -> None:
         self.kind = kind
-        self.ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[StreamEnd] = asyncio.get_running_loop().create_future()
         self._waiter: asyncio.Task[object] | None = None
         self._interrupted = False
 
-    def end(self, ending: Ending) -> None:
+    def end(self, end: StreamEnd) -> None:
         if self.ended.done():
             return
-        self.ended.set_result(ending)
+        self.ended.set_result(end)
         waiter, self._waiter = self._waiter, None
         if waiter is not None and waiter is not asyncio.current_task():
             self._interrupted = True
@@ -95,11 +95,11 @@ class StreamSlot:
 
 
 async def next_message(requests: AsyncIterator[T], slot: StreamSlot) -> T:
-    """The device's next message; EndOfStream when it has no more."""
+    """The device's next message; DeviceClosedStream when it has no more."""
     try:
         message = await slot.until_ended(anext(requests))
     except StopAsyncIteration:
-        raise EndOfStream from None
+        raise DeviceClosedStream from None
     if isinstance(message, Malformed):
         raise MalformedMessage(str(message))
     return message

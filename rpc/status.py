@@ -78,7 +78,7 @@ class StatusConversation:
         self._policy = policy or RetryPolicy()
 
     async def requests(self) -> AsyncIterator[pb.DeviceStatusRequest]:
-        """Raises EndOfStream when the device closes its side, StreamEnded when the server does."""
+        """Raises DeviceClosedStream when the device closes its side, StreamEnded when the server does."""
         yield GET_REQUEST
         shown = self._read_state(await self._answer())
         failures = 0

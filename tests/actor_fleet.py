@@ -10,11 +10,11 @@ import pykka
 
 from actors.commit import GroupCommit
 from actors.messages import (
-    CloseStream,
     DescribeFleet,
     FleetStatus,
     OpenStream,
     RouteButton,
+    StreamClosed,
     StreamGrant,
     StreamKind,
     StreamRefused,
@@ -78,7 +78,7 @@ class ActorFleet:
 
     def close(self, device_id: str, kind: StreamKind) -> None:
         grant = self.grants.pop((device_id, kind))
-        self.supervisor.tell(CloseStream(device_id, grant.session, grant.stream, kind))
+        self.supervisor.tell(StreamClosed(device_id, grant.session, grant.stream, kind))
 
     def disconnect(self, device_id: str) -> None:
         for kind in ALL_KINDS:

@@ -15,7 +15,7 @@ from actors.leds import (
     mode_leds,
     render,
 )
-from actors.messages import CloseStream, Drain, Refusal, StreamGrant, StreamKind, StreamRefused
+from actors.messages import Drain, Refusal, StreamClosed, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture
 from actors.supervisor import SupervisorPolicy
@@ -214,7 +214,7 @@ def test_a_newer_connection_with_the_same_id_takes_over(fleet: ActorFleet) -> No
     new.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
     assert new.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(1))
     # The old connection's streams closing later does not retire the device.
-    fleet.supervisor.tell(CloseStream("kitchen", old_events.session, old_events.stream, StreamKind.EVENTS))
+    fleet.supervisor.tell(StreamClosed("kitchen", old_events.session, old_events.stream, StreamKind.EVENTS))
     assert fleet.status().connected == 1
     assert fleet.press("kitchen", Button.MODE)
 

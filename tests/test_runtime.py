@@ -252,7 +252,7 @@ def test_thousands_of_pooled_actors_share_the_runtimes_one_thread(own_runtime: A
     assert pykka.get_all([actor.ask(n, block=False) for n, actor in enumerate(actors)], timeout=10) == list(
         range(2_000)
     )
-    assert threading.active_count() == threads_before
+    assert threading.active_count() <= threads_before  # not one thread more for 2,000 actors
     assert outside.threads == {"test-runtime"}
     assert own_runtime.actors == 2_000
 

@@ -10,9 +10,9 @@ import pytest
 
 from actors.messages import StreamKind
 from rpc.registration import Malformed
-from rpc.slots import Ending, EndOfStream, MalformedMessage, StreamEnded, StreamSlot, next_message
+from rpc.slots import DeviceClosedStream, MalformedMessage, StreamEnd, StreamEnded, StreamSlot, next_message
 
-TAKEN_OVER = Ending(grpc.StatusCode.ABORTED, "taken over")
+TAKEN_OVER = StreamEnd(grpc.StatusCode.ABORTED, "taken over")
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -118,7 +118,7 @@ def test_a_half_closed_stream_is_end_of_stream() -> None:
         slot = StreamSlot(StreamKind.EVENTS)
         queue: asyncio.Queue[object] = asyncio.Queue()
         queue.put_nowait(None)
-        with pytest.raises(EndOfStream):
+        with pytest.raises(DeviceClosedStream):
             await next_message(messages(queue), slot)
 
     run(scenario)

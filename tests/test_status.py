@@ -14,7 +14,7 @@ from actors.messages import StreamKind
 from rpc import comms_pb2 as pb
 from rpc.link import LedMailbox
 from rpc.metrics import Metrics
-from rpc.slots import Ending, EndOfStream, StreamEnded, StreamSlot
+from rpc.slots import DeviceClosedStream, StreamEnd, StreamEnded, StreamSlot
 from rpc.status import RetryPolicy, StatusConversation, set_request
 
 A: LedFrame = (0x00C000FF, 0xFF6000FF, 0, 0, 0)
@@ -278,7 +278,7 @@ def test_the_device_closing_its_side_ends_the_conversation() -> None:
         device = Device()
         await device.next_request()
         device.answers.put_nowait(None)
-        with pytest.raises(EndOfStream):
+        with pytest.raises(DeviceClosedStream):
             await device.next_request()
 
     run(scenario)
@@ -291,7 +291,7 @@ def test_the_server_ending_the_stream_interrupts_a_wait_for_the_device() -> None
         waiting = device.ask()
         await device.waiting_for_an_answer.wait()
         assert not waiting.done()
-        device.slot.end(Ending(grpc.StatusCode.ABORTED, "superseded"))
+        device.slot.end(StreamEnd(grpc.StatusCode.ABORTED, "superseded"))
         with pytest.raises(StreamEnded):
             await device.next_request()
 
