@@ -43,9 +43,10 @@ from actors import leds as led_map
 from actors.leds import mode_leds
 from media.opus import OpusDecoder
 from rpc import comms_pb2 as pb
+from rpc.registration import SERVICE_NAME
 from simulator.leds import device_status
 
-SERVICE = "/com.opalcamera.test.DeviceService/"
+SERVICE = f"/{SERVICE_NAME}/"
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     # Without this, channels to one target share one subchannel: N devices, one TCP connection.
     ("grpc.use_local_subchannel_pool", 1),

@@ -15,6 +15,7 @@ import pytest
 from actors.leds import STATUS_IDLE, mode_leds
 from media.library import SoundLibrary
 from rpc import comms_pb2 as pb
+from rpc.registration import SERVICE_NAME
 from rpc.server import MAX_MESSAGE_BYTES, ControlPlane
 from simulator import Button, SimulatedDevice, StreamEnd, button_event
 from simulator.call_status import peek_status
@@ -42,7 +43,7 @@ class Flooder:
     async def __aenter__(self) -> Flooder:
         self._channel = grpc.aio.insecure_channel(self._target)
         events = self._channel.stream_stream(
-            "/com.opalcamera.test.DeviceService/EventStream",
+            f"/{SERVICE_NAME}/EventStream",
             request_serializer=pb.DeviceEvent.SerializeToString,
             response_deserializer=pb.DeviceEventResponse.FromString,
         )
@@ -242,7 +243,7 @@ def test_an_oversized_message_is_refused_by_grpc_and_the_server_goes_on(library:
     async def scenario() -> None:
         async with serving(library) as plane, grpc.aio.insecure_channel(target(plane)) as channel:
             status = channel.stream_stream(
-                "/com.opalcamera.test.DeviceService/StatusStream",
+                f"/{SERVICE_NAME}/StatusStream",
                 request_serializer=pb.DeviceStatusResponse.SerializeToString,
                 response_deserializer=pb.DeviceStatusRequest.FromString,
             )
@@ -262,7 +263,7 @@ def test_bytes_that_are_not_a_message_fail_only_that_stream(library: SoundLibrar
     async def scenario() -> None:
         async with serving(library) as plane, grpc.aio.insecure_channel(target(plane)) as channel:
             events = channel.stream_stream(
-                "/com.opalcamera.test.DeviceService/EventStream",
+                f"/{SERVICE_NAME}/EventStream",
                 request_serializer=lambda raw: raw,
                 response_deserializer=pb.DeviceEventResponse.FromString,
             )

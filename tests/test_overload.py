@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pykka
@@ -17,14 +19,31 @@ from actors.leds import STATUS_BUSY, STATUS_IDLE
 from actors.messages import OpenStream, StreamKind, StreamRefused
 from media.library import SoundLibrary
 from rpc.gateway import FleetGateway
+from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
 from tests.live import run, serving, target
-
-LONG_MODE = 1
 
 
 def device(plane: object, device_id: str) -> SimulatedDevice:
     return SimulatedDevice(target(plane), device_id, play_in_real_time=False)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def one_stream_playing(
+    library: SoundLibrary,
+) -> AsyncIterator[tuple[ControlPlane, SimulatedDevice, SimulatedDevice]]:
+    """A server whose budget is one stream, and kitchen streaming the long sound in it; hall idle."""
+    async with serving(library, max_streams=1) as plane:
+        kitchen, hall = device(plane, "kitchen"), device(plane, "hall")
+        await kitchen.connect()
+        await hall.connect()
+        assert await kitchen.press(Button.MODE)  # mode 1: the 32-second sound
+        assert await kitchen.press(Button.PLAY)
+        try:
+            yield plane, kitchen, hall
+        finally:
+            await kitchen.disconnect()
+            await hall.disconnect()
 
 
 async def led_1_shows(dev: SimulatedDevice, rgba: int, timeout: float = 5) -> None:
@@ -35,12 +54,7 @@ def test_a_play_beyond_max_streams_is_acked_false_shows_busy_and_the_playing_str
     library: SoundLibrary,
 ) -> None:
     async def scenario() -> None:
-        async with serving(library, max_streams=1) as plane:
-            kitchen, hall = device(plane, "kitchen"), device(plane, "hall")
-            await kitchen.connect()
-            await hall.connect()
-            assert await kitchen.press(Button.MODE)
-            assert await kitchen.press(Button.PLAY)  # the long sound: one stream, the whole budget
+        async with one_stream_playing(library) as (plane, kitchen, hall):
             assert not await hall.press(Button.PLAY)
             await led_1_shows(hall, STATUS_BUSY.rgba)
             await led_1_shows(hall, STATUS_IDLE.rgba)
@@ -53,24 +67,15 @@ def test_a_play_beyond_max_streams_is_acked_false_shows_busy_and_the_playing_str
             await hall.wait_for_recordings(1, 10)
             metrics = plane.metrics.registry.get_sample_value("acp_playbacks_total", {"outcome": "refused"})
             assert metrics == 1
-            await kitchen.disconnect()
-            await hall.disconnect()
 
     run(scenario)
 
 
 def test_refusals_are_logged_once_per_burst(library: SoundLibrary, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
-        async with serving(library, max_streams=1) as plane:
-            kitchen, hall = device(plane, "kitchen"), device(plane, "hall")
-            await kitchen.connect()
-            await hall.connect()
-            assert await kitchen.press(Button.MODE)
-            assert await kitchen.press(Button.PLAY)
+        async with one_stream_playing(library) as (_, _, hall):
             for _ in range(5):
                 assert not await hall.press(Button.PLAY)
-            await kitchen.disconnect()
-            await hall.disconnect()
 
     with caplog.at_level(logging.WARNING, logger="media.admission"):
         run(scenario)
