@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 class AdmissionPolicy:
     max_streams: int = 0
     """Configured budget of concurrent streams; 0: only the estimated and learned capacity apply."""
-    cpu_target: float = 0.7
+    cpu_target: float = 0.9
     """Share of one core the streams may take (the rest: presses, connects, headroom)."""
     min_sample: int = 8
     """Streams needed before their CPU share says anything about the cost of one."""
