@@ -42,6 +42,7 @@ class ServerConfig:
     max_devices: int = 100_000
     max_streams: int = 0
     learn_capacity: bool = True
+    stream_cpu_percent: int = 90
     lateness_limit_ms: int = 30
     connect_queue_ms: int = 500
     state_db: str = "state/devices.sqlite3"
@@ -88,6 +89,10 @@ class ServerConfig:
             raise ValueError(f"max devices must be >= 1, not {self.max_devices}")
         if self.max_streams < 0:
             raise ValueError(f"max streams must be >= 0 (0: no configured budget), not {self.max_streams}")
+        if not 10 <= self.stream_cpu_percent <= 100:
+            raise ValueError(
+                f"the streams' CPU share must be 10..100 % of a core, not {self.stream_cpu_percent}"
+            )
         if not 1 <= self.lateness_limit_ms <= 10_000:
             raise ValueError(f"the lateness limit must be 1..10000 ms, not {self.lateness_limit_ms}")
         if not 1 <= self.connect_queue_ms <= 60_000:
@@ -151,6 +156,12 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "ACP_LEARN_CAPACITY",
         _flag,
         "estimate how many streams stay on time from the CPU and the pacing, and refuse beyond (true/false)",
+    ),
+    (
+        "stream_cpu_percent",
+        "ACP_STREAM_CPU_PERCENT",
+        int,
+        "share of a core admission lets the process use before it refuses new streams",
     ),
     (
         "lateness_limit_ms",

@@ -49,6 +49,7 @@ def test_environment_variables_set_defaults_and_flags_win() -> None:
         (["--port", "70000"], "outside 0..65535"),
         (["--log-level", "LOUD"], "log level must be one of"),
         (["--max-streams", "-1"], "max streams must be >= 0"),
+        (["--stream-cpu-percent", "120"], "must be 10..100 % of a core"),
         (["--learn-capacity", "maybe"], "--learn-capacity: invalid boolean value"),
         (["--connect-queue-ms", "0"], "the connect queue limit must be 1..60000 ms"),
     ],
