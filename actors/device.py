@@ -140,8 +140,6 @@ class DeviceActor(PooledActor):
             case Retire(cause=cause, reason=reason):
                 self._apply(transitions.on_disconnect(self.state))
                 final = self.state.at_rest()
-                if self._store is not None:
-                    self._store.save(self.device_id, final)
                 self._link.close(cause, reason)
                 _tell(self._supervisor, Retired(self.device_id, self.actor_urn, final))
                 self._log.info("disconnected; mode %d kept", final.mode)
@@ -166,18 +164,20 @@ class DeviceActor(PooledActor):
     ) -> list[Callable[[bool], None]] | None:
         """Carry out the effects and take the new state; a list to hear when it is durable, if it
         changed what a reconnect resumes (the list's callables run once the store has it)."""
-        for effect in transition.effects:
-            match effect:
-                case StopPlayback(reason=reason):
-                    self._link.audio.stop()
-                    self._observer.playback_ended(reason)
-                case StartPlayback(playback=playback):
-                    sound = self._library.for_mode(playback.mode)
-                    self._link.audio.play(sound, self._end_notifier(playback.id, ticket))
-                    ticket = None
-                    self._observer.playback_started()
-        if ticket is not None:  # admitted, but nothing started after all
-            ticket.release()
+        try:
+            for effect in transition.effects:
+                match effect:
+                    case StopPlayback(reason=reason):
+                        self._link.audio.stop()
+                        self._observer.playback_ended(reason)
+                    case StartPlayback(playback=playback):
+                        sound = self._library.for_mode(playback.mode)
+                        self._link.audio.play(sound, self._end_notifier(playback.id, ticket))
+                        ticket = None
+                        self._observer.playback_started()
+        finally:
+            if ticket is not None:  # admitted, but nothing started after all
+                ticket.release()
         durable: list[Callable[[bool], None]] | None = None
         if transition.state != self.state:
             if self._store is not None and _durable(transition.state) != _durable(self.state):

@@ -98,7 +98,7 @@ class StateChanged:
 
 @dataclass(frozen=True, slots=True)
 class Retired:
-    """A device actor's answer to ``Retire``: its final state, already on its way to the store."""
+    """A device actor's answer to ``Retire``: its final state, for the supervisor to save."""
 
     device_id: str
     actor_urn: str
@@ -153,8 +153,8 @@ class StreamOpened:
 
 @dataclass(frozen=True, slots=True)
 class Retire:
-    """The device's connection is over: stop playback, save the state to resume, end the
-    connection's streams for ``cause``, answer ``Retired`` and stop."""
+    """The device's connection is over: stop playback, end the connection's streams for
+    ``cause``, answer ``Retired`` with the state to resume, and stop."""
 
     cause: CloseCause
     reason: str

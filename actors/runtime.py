@@ -342,7 +342,9 @@ class PooledActor(pykka.Actor):
             pass  # the interpreter is exiting with the actor idle: nothing to hand over
         except WouldDeadlock:
             # Pykka answers a BaseException in a handler by stopping every actor and waiting for
-            # them (stop_all); every stop has been sent by the time the wait is refused here.
+            # each in turn (stop_all); the first wait is refused here, so the rest are asked
+            # to stop without waiting.
+            pykka.ActorRegistry.stop_all(block=False)
             logger.error("%s stopped every actor after a fatal error; not waiting for them here", self)
         except BaseException:
             logger.exception("%s: its actor loop ended with an error", self)

@@ -3,9 +3,10 @@
 The supervisor creates a device's actor when the device opens its first stream, routes its
 button events to it, retires it (keeping its state) when its last stream closes, hands a
 device over to its newest connection, and restarts an actor that fails from its last state.
-It never waits for a device actor: it tells ``Retire``, and the actor saves its own final
-state and answers ``Retired`` by ``tell``. Streams the device opens again meanwhile wait
-for that answer (or for ``retire_timeout``), so the new actor starts from the final state.
+It never waits for a device actor: it tells ``Retire``, and the actor answers ``Retired`` by
+``tell`` with its final state, which the supervisor saves. Streams the device opens again
+meanwhile wait for that answer (or for ``retire_timeout``), so the new actor starts from
+the final state.
 """
 
 from __future__ import annotations
@@ -135,14 +136,14 @@ class SupervisorActor(PooledActor):
                 if device is not None and device.actor.actor_urn == urn:
                     device.state = state
             case Retired(device_id=device_id, actor_urn=urn, state=state):
-                self._retired(device_id, urn, state, saved=True)
+                self._retired(device_id, urn, state)
             case _RetireOverdue(device_id=device_id, actor_urn=urn):
                 retiring = self._retiring.get(device_id)
                 if retiring is not None and retiring.actor_urn == urn:
                     for_device(logger, device_id).warning("retired without a final state from its actor")
-                    self._retired(device_id, urn, retiring.state, saved=False)
+                    self._retired(device_id, urn, retiring.state)
             case DeviceFailed(device_id=device_id, actor_urn=urn) if device_id in self._retiring:
-                self._retired(device_id, urn, message.state.at_rest(), saved=False)
+                self._retired(device_id, urn, message.state.at_rest())
             case DeviceFailed():
                 self._restart(message)
             case DescribeFleet(reply=reply):
@@ -278,13 +279,13 @@ class SupervisorActor(PooledActor):
         self._retiring[device_id] = _Retiring(urn, device.state.at_rest())
         self.runtime.call_later(self._policy.retire_timeout, self._tell_self, _RetireOverdue(device_id, urn))
 
-    def _retired(self, device_id: str, actor_urn: str, state: DeviceState, saved: bool) -> None:
+    def _retired(self, device_id: str, actor_urn: str, state: DeviceState) -> None:
+        """Only the retire still awaited saves: a late answer must not overwrite a newer actor's state."""
         retiring = self._retiring.get(device_id)
         if retiring is None or retiring.actor_urn != actor_urn:
             return
         del self._retiring[device_id]
-        if not saved:
-            self._store.save(device_id, state)
+        self._store.save(device_id, state)
         for waiting in retiring.waiting:
             self._open_stream(waiting)
 

@@ -86,9 +86,9 @@ class FleetGateway:
         def reply(result: StreamGrant | StreamRefused) -> None:
             call_on_loop(loop, granted, result)
 
-        self._supervisor.tell(OpenStream(device_id, peer, kind, reply))
         handed_over = False
         try:
+            self._supervisor.tell(OpenStream(device_id, peer, kind, reply))
             async with asyncio.timeout(30.0):
                 result = await future
             handed_over = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
 from pathlib import Path
@@ -76,6 +77,7 @@ class ControlPlane:
             AdmissionPolicy(
                 max_streams=config.max_streams,
                 lateness_limit=config.lateness_limit_ms / 1000,
+                cpu_target=config.stream_cpu_percent / 100,
                 learn=config.learn_capacity,
             ),
             on_refused=self.metrics.playback_refused,
@@ -243,15 +245,24 @@ CPU_WATCH_INTERVAL = 0.25
 
 
 async def _watch_cpu(admission: StreamAdmission) -> None:
-    """Tell admission control what share of a core the process used over each interval."""
+    """Tell admission control how busy the core it depends on was over each interval.
+
+    That is the event loop's thread (the actors, the handlers, the pacing) or, where the
+    process is confined to fewer cores than it has threads, the process's CPU per core it may
+    use (gRPC's own threads then compete with the loop), whichever is larger.
+    """
     loop = asyncio.get_running_loop()
-    wall, cpu = loop.time(), time.process_time()
+    cores = max(1, len(os.sched_getaffinity(0)))
+    wall, process, thread = loop.time(), time.process_time(), time.thread_time()
     while True:
         await asyncio.sleep(CPU_WATCH_INTERVAL)
-        now_wall, now_cpu = loop.time(), time.process_time()
-        if now_wall > wall:
-            admission.observe_cpu((now_cpu - cpu) / (now_wall - wall))
-        wall, cpu = now_wall, now_cpu
+        now_wall, now_process, now_thread = loop.time(), time.process_time(), time.thread_time()
+        elapsed = now_wall - wall
+        if elapsed > 0:
+            admission.observe_cpu(
+                max((now_thread - thread) / elapsed, (now_process - process) / elapsed / cores)
+            )
+        wall, process, thread = now_wall, now_process, now_thread
 
 
 def _devices(count: int) -> str:

@@ -353,3 +353,15 @@ def test_pressing_play_again_while_busy_keeps_busy_lit_without_an_led_change(
         assert not fleet.press("hall", Button.PLAY)
     assert len(hall.led_outlet.frames.items) == shown
     assert status_led(hall) == STATUS_BUSY.rgba
+
+
+def test_an_admitted_play_that_fails_to_start_gives_its_place_back(
+    make_fleet: Callable[..., ActorFleet],
+) -> None:
+    fleet = one_stream_fleet(make_fleet)
+    kitchen = fleet.connect("kitchen")
+    kitchen.audio_outlet.fail_next_play = True
+    assert not fleet.press("kitchen", Button.PLAY)
+    fleet.wait_for_status(lambda status: status.restarts == 1)
+    assert fleet.admission.active == 0
+    assert fleet.press("kitchen", Button.PLAY)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pykka
@@ -21,7 +22,7 @@ from media.library import SoundLibrary
 from rpc.gateway import FleetGateway
 from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
-from tests.live import run, serving, target
+from tests.live import TEST_CONFIG, run, serving, target
 
 
 def device(plane: object, device_id: str) -> SimulatedDevice:
@@ -118,3 +119,22 @@ def test_a_connect_storm_beyond_what_is_answered_in_time_is_refused_at_once() ->
         supervisor.stop()
 
     run(scenario)
+
+
+def test_an_open_the_supervisor_never_got_does_not_hold_back_later_connects() -> None:
+    async def scenario() -> None:
+        supervisor = Unanswering.start()
+        supervisor.stop()
+        gateway = FleetGateway(supervisor, asyncio.get_running_loop(), connect_queue_limit=0.0)
+        with pytest.raises(pykka.ActorDeadError):
+            await gateway.open_stream("kitchen", "ipv4:127.0.0.1:1", StreamKind.STATUS)
+        await asyncio.sleep(0.01)
+        assert not gateway.shedding()
+
+    run(scenario)
+
+
+def test_the_streams_cpu_share_setting_reaches_admission_control(library: SoundLibrary) -> None:
+    plane = ControlPlane(replace(TEST_CONFIG, stream_cpu_percent=70), library)
+    plane.store.close()
+    assert plane.admission.policy.cpu_target == pytest.approx(0.7)

@@ -216,11 +216,13 @@ def test_the_registry_finds_actors_and_stop_all_stops_them(runtime: Runtime) -> 
 
 
 def test_a_base_exception_in_a_handler_stops_every_actor(runtime: Runtime) -> None:
-    bystander = runtime.start(Outside())
+    bystanders = [runtime.start(Outside()) for _ in range(4)]
     doomed = runtime.start(Outside())
+    bystanders += [runtime.start(Outside()) for _ in range(4)]
     doomed.tell("exit")
     assert doomed.actor_stopped.wait(5)
-    assert bystander.actor_stopped.wait(5)
+    for bystander in bystanders:
+        assert bystander.actor_stopped.wait(5)
 
 
 def test_a_proxy_calls_methods_and_reads_and_sets_attributes(runtime: Runtime) -> None:
