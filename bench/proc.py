@@ -202,7 +202,7 @@ def server_command(
 ) -> list[str]:
     """Both servers on 127.0.0.1 with a free port; the project without metrics or a state file to skew it.
 
-    Only settings both servers share are passed (no ``--actor-workers`` or other tuning of the project's).
+    Only settings both servers share are passed (none of the project's own tuning, such as ``--max-streams``).
     """
     common = [
         "--port",
