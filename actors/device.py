@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -30,7 +29,7 @@ from actors.messages import (
 )
 from actors.observer import FleetObserver
 from actors.ports import DeviceLink, PlaybackEndCallback
-from actors.runtime import ActorRuntime, PooledActor
+from actors.runtime import ActorRuntime, PooledActor, tell_if_alive
 from actors.state import DeviceState, StartPlayback, StopPlayback, Transition
 from media.admission import StreamAdmission, Ticket
 from media.library import SoundLibrary
@@ -94,7 +93,7 @@ class DeviceActor(PooledActor):
                             transition = transitions.on_play_refused(self.state)
                             self._refusals += 1
                             self.runtime.call_later(
-                                BUSY_SHOWN_SECONDS, _tell, self.actor_ref, BusyShown(self._refusals)
+                                BUSY_SHOWN_SECONDS, tell_if_alive, self.actor_ref, BusyShown(self._refusals)
                             )
                     accepted = transition.accepted
                     durable = self._apply(transition, caused_at=received_at, ticket=ticket)
@@ -141,7 +140,7 @@ class DeviceActor(PooledActor):
                 self._apply(transitions.on_disconnect(self.state))
                 final = self.state.at_rest()
                 self._link.close(cause, reason)
-                _tell(self._supervisor, Retired(self.device_id, self.actor_urn, final))
+                tell_if_alive(self._supervisor, Retired(self.device_id, self.actor_urn, final))
                 self._log.info("disconnected; mode %d kept", final.mode)
                 self.stop()
             case _:
@@ -155,7 +154,7 @@ class DeviceActor(PooledActor):
         traceback: TracebackType | None,
     ) -> None:
         self._log.error("actor failed: %r", exception_value, exc_info=exception_value)
-        _tell(
+        tell_if_alive(
             self._supervisor, DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value))
         )
 
@@ -182,10 +181,12 @@ class DeviceActor(PooledActor):
         if transition.state != self.state:
             if self._store is not None and _durable(transition.state) != _durable(self.state):
                 # Saved before the event is acked: an acked press survives even a SIGKILL.
+                # The caller adds its ack to this list only once _apply has returned, so if
+                # anything below fails the commit acks nothing and the caller nacks once.
                 durable = []
                 self._store.save(self.device_id, transition.state, _run_all(durable))
             self.state = transition.state
-            _tell(self._supervisor, StateChanged(self.device_id, self.actor_urn, self.state))
+            tell_if_alive(self._supervisor, StateChanged(self.device_id, self.actor_urn, self.state))
         self._show(self._frame(), caused_at)
         return durable
 
@@ -207,8 +208,7 @@ class DeviceActor(PooledActor):
         def notify(end: PlaybackEnd) -> None:
             if ticket is not None:
                 ticket.release()
-            with contextlib.suppress(pykka.ActorDeadError):
-                supervisor.tell(PlaybackEnded(device_id, playback_id, end))
+            tell_if_alive(supervisor, PlaybackEnded(device_id, playback_id, end))
 
         return notify
 
@@ -224,9 +224,3 @@ def _run_all(callbacks: list[Callable[[bool], None]]) -> Callable[[bool], None]:
             callback(saved)
 
     return run
-
-
-def _tell(actor: pykka.ActorRef[Any], message: object) -> None:
-    """The supervisor stops first at shutdown; what a device still tells it then has no reader."""
-    with contextlib.suppress(pykka.ActorDeadError):
-        actor.tell(message)

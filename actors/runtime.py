@@ -123,14 +123,12 @@ class ActorRuntime:
         if self.on_thread():
             return self._loop.call_later(delay, callback, *args)
         timer: list[asyncio.TimerHandle] = []
-        scheduled = threading.Event()
 
         def arm() -> None:
             timer.append(self._loop.call_later(delay, callback, *args))
-            scheduled.set()
 
         self.call_soon(arm)
-        return _RemoteTimer(self, timer, scheduled)
+        return _RemoteTimer(self, timer)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop this runtime's actors (their on_stop runs), then its own thread if it has one.
@@ -176,14 +174,12 @@ class ActorRuntime:
 
 
 class _RemoteTimer:
-    """A timer armed from another thread: cancelling it is posted to the runtime's thread too."""
+    """A timer armed from another thread: cancelling it is posted to the runtime's thread too,
+    behind the arming (the loop runs its ready callbacks in order)."""
 
-    def __init__(
-        self, runtime: ActorRuntime, timer: list[asyncio.TimerHandle], armed: threading.Event
-    ) -> None:
+    def __init__(self, runtime: ActorRuntime, timer: list[asyncio.TimerHandle]) -> None:
         self._runtime = runtime
         self._timer = timer
-        self._armed = armed
 
     def cancel(self) -> None:
         def cancel_now() -> None:
@@ -360,6 +356,15 @@ class PooledActor(pykka.Actor):
         for envelope in self.actor_inbox.drain_after_finish():
             _answer_dead(envelope)
         self.runtime._release(self)
+
+
+def tell_if_alive(actor: pykka.ActorRef[Any], message: object) -> None:
+    """Tell, unless the actor has stopped meanwhile (a fan-out or a reply to an actor that may be
+    gone): a stopped recipient must not stop its sender."""
+    try:
+        actor.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("dropped %r for a stopped actor", message)
 
 
 def _answer_dead(envelope: Any) -> None:

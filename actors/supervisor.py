@@ -44,7 +44,7 @@ from actors.messages import (
 )
 from actors.observer import FleetObserver
 from actors.ports import CloseCause, DeviceLink, LinkFactory
-from actors.runtime import ActorRuntime, PooledActor
+from actors.runtime import ActorRuntime, PooledActor, tell_if_alive
 from actors.state import DeviceState, Fault
 from media.admission import StreamAdmission
 from media.library import SoundLibrary
@@ -130,7 +130,7 @@ class SupervisorActor(PooledActor):
             case PlaybackEnded(device_id=device_id):
                 device = self._devices.get(device_id)
                 if device is not None:
-                    _tell(device.actor, message)
+                    tell_if_alive(device.actor, message)
             case StateChanged(device_id=device_id, actor_urn=urn, state=state):
                 device = self._devices.get(device_id)
                 if device is not None and device.actor.actor_urn == urn:
@@ -155,7 +155,7 @@ class SupervisorActor(PooledActor):
             case Drain():
                 self._draining = True
                 for device in self._devices.values():
-                    _tell(device.actor, ShowLeaving())
+                    tell_if_alive(device.actor, ShowLeaving())
             case _:
                 logger.warning("supervisor: ignoring unknown message %r", message)
         return None
@@ -210,7 +210,7 @@ class SupervisorActor(PooledActor):
             self._take_over(device_id, device, peer)
         stream = self._next()
         device.session.streams[stream] = message.kind
-        _tell(device.actor, StreamOpened(message.kind))
+        tell_if_alive(device.actor, StreamOpened(message.kind))
         message.reply(StreamGrant(device.session.link, device.session.number, stream))
 
     def _start_device(self, device_id: str, peer: str) -> _Device:
@@ -233,7 +233,7 @@ class SupervisorActor(PooledActor):
             CloseCause.SUPERSEDED,
             f"device_id {device_id!r} connected again from {peer}; this connection is superseded",
         )
-        _tell(device.actor, AttachLink(device.session.link))
+        tell_if_alive(device.actor, AttachLink(device.session.link))
         for_device(logger, device_id).info("newer connection from %s replaces %s", peer, old.link.peer)
 
     def _close_stream(self, message: StreamClosed) -> None:
@@ -245,7 +245,7 @@ class SupervisorActor(PooledActor):
         if not device.session.streams:
             self._retire(message.device_id)
         elif message.kind not in device.session.streams.values():
-            _tell(device.actor, message)
+            tell_if_alive(device.actor, message)
 
     def _start_actor(self, device_id: str, state: DeviceState, link: DeviceLink) -> pykka.ActorRef[Any]:
         return DeviceActor.start(
@@ -277,7 +277,9 @@ class SupervisorActor(PooledActor):
             self._store.save(device_id, device.state.at_rest())
             return
         self._retiring[device_id] = _Retiring(urn, device.state.at_rest())
-        self.runtime.call_later(self._policy.retire_timeout, self._tell_self, _RetireOverdue(device_id, urn))
+        self.runtime.call_later(
+            self._policy.retire_timeout, tell_if_alive, self.actor_ref, _RetireOverdue(device_id, urn)
+        )
 
     def _retired(self, device_id: str, actor_urn: str, state: DeviceState) -> None:
         """Only the retire still awaited saves: a late answer must not overwrite a newer actor's state."""
@@ -288,9 +290,6 @@ class SupervisorActor(PooledActor):
         self._store.save(device_id, state)
         for waiting in retiring.waiting:
             self._open_stream(waiting)
-
-    def _tell_self(self, message: object) -> None:
-        _tell(self.actor_ref, message)
 
     def _route_button(self, message: RouteButton) -> None:
         device = self._devices.get(message.device_id)
@@ -333,11 +332,3 @@ class SupervisorActor(PooledActor):
         for_device(logger, message.device_id).warning(
             "actor restarted from its last state after %s", message.error
         )
-
-
-def _tell(actor: pykka.ActorRef[Any], message: object) -> None:
-    """A device actor may stop between lookup and delivery; that must not stop the fleet."""
-    try:
-        actor.tell(message)
-    except pykka.ActorDeadError:
-        logger.debug("dropped %r for a stopped actor", message)
