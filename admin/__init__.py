@@ -1,0 +1,1 @@
+"""The operator surface: the HTTP API, live events, the dashboard and the command-line client."""
