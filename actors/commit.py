@@ -47,6 +47,16 @@ class GroupCommit:
         pending = self._pending.get(device_id)
         return pending if pending is not None else self._store.load(device_id)
 
+    def load_desired(self, device_id: str) -> int | None:
+        return self._store.load_desired(device_id)
+
+    def set_desired(self, device_id: str, mode: int) -> None:
+        """Written at once, not batched: an operator's request, not the press path."""
+        self._store.set_desired(device_id, mode)
+
+    def clear_desired(self, device_id: str, mode: int) -> None:
+        self._store.clear_desired(device_id, mode)
+
     def commit(self) -> None:
         """Write the batch in one transaction, then tell every waiting save how it went."""
         self._scheduled = False

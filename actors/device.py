@@ -17,6 +17,9 @@ from actors.messages import (
     AttachLink,
     BusyShown,
     ButtonPressed,
+    CommandOutcome,
+    CommandResult,
+    DeviceCommand,
     DeviceFailed,
     PlaybackEnded,
     Retire,
@@ -27,12 +30,23 @@ from actors.messages import (
     StreamKind,
     StreamOpened,
 )
+from actors.news import FleetListener
 from actors.observer import FleetObserver
-from actors.ports import DeviceLink, PlaybackEndCallback
+from actors.ports import DeviceLink, PlaybackEndCallback, Sounds
 from actors.runtime import ActorRuntime, PooledActor, tell_if_alive
-from actors.state import DeviceState, StartPlayback, StopPlayback, Transition
+from actors.state import (
+    Command,
+    DeviceState,
+    Playback,
+    PlaySound,
+    SetMode,
+    StartPlayback,
+    StopPlayback,
+    StopSound,
+    Transition,
+)
 from media.admission import StreamAdmission, Ticket
-from media.library import SoundLibrary
+from media.library import EncodedSound
 from media.transport import PlaybackEnd
 
 logger = logging.getLogger(__name__)
@@ -58,10 +72,11 @@ class DeviceActor(PooledActor):
         state: DeviceState,
         link: DeviceLink,
         supervisor: pykka.ActorRef[Any],
-        library: SoundLibrary,
+        library: Sounds,
         observer: FleetObserver | None = None,
         store: GroupCommit | None = None,
         admission: StreamAdmission | None = None,
+        news: FleetListener | None = None,
     ) -> None:
         super().__init__(runtime)
         self.device_id = device_id
@@ -74,6 +89,9 @@ class DeviceActor(PooledActor):
         self._observer = observer or FleetObserver()
         self._store = store
         self._admission = admission or StreamAdmission()
+        self._news = news or FleetListener()
+        self._sound: str | None = None
+        """The name of the sound playing now."""
         self._refusals = 0
         self._log = for_device(logger, device_id)
 
@@ -85,16 +103,9 @@ class DeviceActor(PooledActor):
             case ButtonPressed(input=event, reply=reply, received_at=received_at):
                 replied = False
                 try:
-                    transition = transitions.on_button(self.state, event, self._library.modes)
-                    ticket: Ticket | None = None
-                    if any(isinstance(effect, StartPlayback) for effect in transition.effects):
-                        ticket = self._admission.admit(replacing=self.state.playing is not None)
-                        if ticket is None:
-                            transition = transitions.on_play_refused(self.state)
-                            self._refusals += 1
-                            self.runtime.call_later(
-                                BUSY_SHOWN_SECONDS, tell_if_alive, self.actor_ref, BusyShown(self._refusals)
-                            )
+                    transition, ticket = self._admit(
+                        transitions.on_button(self.state, event, self._library.modes)
+                    )
                     accepted = transition.accepted
                     durable = self._apply(transition, caused_at=received_at, ticket=ticket)
                     if durable is None:
@@ -112,6 +123,8 @@ class DeviceActor(PooledActor):
                     event.gesture.value,
                     "accepted" if transition.accepted else "refused",
                 )
+            case DeviceCommand(command=command, reply=answer):
+                self._command(command, answer)
             case BusyShown(refusal=refusal):
                 if self.state.busy and refusal == self._refusals:
                     self._apply(transitions.on_busy_shown(self.state))
@@ -158,6 +171,44 @@ class DeviceActor(PooledActor):
             self._supervisor, DeviceFailed(self.device_id, self.actor_urn, self.state, repr(exception_value))
         )
 
+    def _admit(self, transition: Transition) -> tuple[Transition, Ticket | None]:
+        """A transition that starts a stream needs admission's ticket; refused, nothing plays and
+        led_1 shows busy for a moment."""
+        if not any(isinstance(effect, StartPlayback) for effect in transition.effects):
+            return transition, None
+        ticket = self._admission.admit(replacing=self.state.playing is not None)
+        if ticket is not None:
+            return transition, ticket
+        self._refusals += 1
+        self.runtime.call_later(BUSY_SHOWN_SECONDS, tell_if_alive, self.actor_ref, BusyShown(self._refusals))
+        return transitions.on_play_refused(self.state), None
+
+    def _command(self, command: Command, reply: Callable[[CommandResult], None]) -> None:
+        """An operator's command: decided as a press is, answered once what it changed is saved."""
+        replied = False
+        try:
+            unknown_sound = isinstance(command, PlaySound) and command.sound is not None
+            if unknown_sound and self._library.named(command.sound or "") is None:
+                replied = True
+                reply(CommandResult(CommandOutcome.INVALID, self.state))
+                return
+            was_playing = self.state.playing is not None
+            transition = transitions.on_command(self.state, command, self._library.modes)
+            transition, ticket = self._admit(transition)
+            outcome = _outcome(command, transition, was_playing)
+            durable = self._apply(transition, ticket=ticket)
+            result = CommandResult(outcome, self.state)
+            replied = True
+            if durable is None:
+                reply(result)
+            else:
+                failed = CommandResult(CommandOutcome.FAILED, self.state)
+                durable.append(lambda saved: reply(result if saved else failed))
+            self._log.info("operator %s: %s", type(command).__name__, outcome.value)
+        finally:
+            if not replied:
+                reply(CommandResult(CommandOutcome.FAILED, self.state))
+
     def _apply(
         self, transition: Transition, caused_at: float | None = None, ticket: Ticket | None = None
     ) -> list[Callable[[bool], None]] | None:
@@ -170,8 +221,9 @@ class DeviceActor(PooledActor):
                         self._link.audio.stop()
                         self._observer.playback_ended(reason)
                     case StartPlayback(playback=playback):
-                        sound = self._library.for_mode(playback.mode)
+                        sound = self._sound_of(playback)
                         self._link.audio.play(sound, self._end_notifier(playback.id, ticket))
+                        self._sound = sound.name
                         ticket = None
                         self._observer.playback_started()
         finally:
@@ -187,8 +239,19 @@ class DeviceActor(PooledActor):
                 self._store.save(self.device_id, transition.state, _run_all(durable))
             self.state = transition.state
             tell_if_alive(self._supervisor, StateChanged(self.device_id, self.actor_urn, self.state))
+            if self.state.playing is None:
+                self._sound = None
+            self._news.device_changed(self.device_id, self.state, self._sound)
         self._show(self._frame(), caused_at)
         return durable
+
+    def _sound_of(self, playback: Playback) -> EncodedSound:
+        """A sound removed since the command was decided falls back to the mode's own."""
+        if playback.sound is not None:
+            sound = self._library.named(playback.sound)
+            if sound is not None:
+                return sound
+        return self._library.for_mode(playback.mode)
 
     def _frame(self) -> LedFrame:
         """Once the server is going away, the device keeps showing so until it is disconnected."""
@@ -211,6 +274,18 @@ class DeviceActor(PooledActor):
             tell_if_alive(supervisor, PlaybackEnded(device_id, playback_id, end))
 
         return notify
+
+
+def _outcome(command: Command, transition: Transition, was_playing: bool) -> CommandOutcome:
+    match command:
+        case SetMode():
+            return CommandOutcome.APPLIED if transition.accepted else CommandOutcome.INVALID
+        case PlaySound():
+            if transition.state.busy:
+                return CommandOutcome.REFUSED
+            return CommandOutcome.STARTED if transition.accepted else CommandOutcome.BUSY
+        case StopSound():
+            return CommandOutcome.STOPPED if was_playing else CommandOutcome.IDLE
 
 
 def _durable(state: DeviceState) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.ports import CloseCause, DeviceLink
-from actors.state import ButtonInput, DeviceState
+from actors.state import ButtonInput, Command, DeviceState
 from media.transport import PlaybackEnd
 
 
@@ -42,6 +42,37 @@ class Refusal(enum.Enum):
 class StreamRefused:
     reason: str
     why: Refusal
+
+
+class CommandOutcome(enum.Enum):
+    """How an operator's command ended; the API picks its reply from it."""
+
+    APPLIED = "applied"
+    """A connected device took the new mode."""
+    DESIRED = "desired"
+    """The device is offline: the mode is kept and applied when it reconnects."""
+    STARTED = "started"
+    STOPPED = "stopped"
+    IDLE = "idle"
+    """Stop, with nothing playing."""
+    OFFLINE = "offline"
+    BUSY = "busy"
+    """Something plays and the command was not to interrupt it."""
+    REFUSED = "refused"
+    """Admission control refused the stream: the server streams all it can keep on time."""
+    UNKNOWN = "unknown"
+    """The server has never seen this device."""
+    INVALID = "invalid"
+    """The command does not fit the device (a mode or sound that does not exist)."""
+    FAILED = "failed"
+    """The new state could not be saved; nothing the device resumes with has changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    outcome: CommandOutcome
+    state: DeviceState | None = None
+    """The device's state after the command, when its actor decided it."""
 
 
 OpenReply = Callable[[StreamGrant | StreamRefused], None]
@@ -78,6 +109,16 @@ class RouteButton:
     reply: AckReply
     received_at: float | None = None
     """time.monotonic() when the event reached the server, to measure button→LED latency."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCommand:
+    """An operator's command for one device, routed like a button event: to its actor if it is
+    connected, kept as the desired mode (or refused) if it is not."""
+
+    device_id: str
+    command: Command
+    reply: Callable[[CommandResult], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +180,12 @@ class ButtonPressed:
     input: ButtonInput
     reply: AckReply
     received_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCommand:
+    command: Command
+    reply: Callable[[CommandResult], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,18 @@ from media.transport import PlaybackEnd
 PlaybackEndCallback = Callable[[PlaybackEnd], None]
 
 
+class Sounds(Protocol):
+    """What the actors play: each mode's sound, and sounds by name (the sound library, or the
+    catalog an operator changes at run time)."""
+
+    @property
+    def modes(self) -> int: ...
+
+    def for_mode(self, mode: int) -> EncodedSound: ...
+
+    def named(self, name: str) -> EncodedSound | None: ...
+
+
 class CloseCause(enum.Enum):
     """Why the server ends a connection's streams; the gRPC layer picks the status from it."""
 

@@ -38,6 +38,8 @@ class Fault(enum.Enum):
 class Playback:
     id: int
     mode: int
+    sound: str | None = None
+    """A sound chosen by name (an operator's play or announcement); None plays the mode's sound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,54 @@ def _on_button(state: DeviceState, event: ButtonInput, modes: int) -> Transition
     return _play(state)
 
 
+@dataclass(frozen=True, slots=True)
+class SetMode:
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaySound:
+    """Play the mode's sound (``sound`` None) or a named one; ``interrupt`` False leaves a playing
+    device alone (an announcement that must not cut a sound short)."""
+
+    sound: str | None = None
+    mode: int | None = None
+    interrupt: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StopSound:
+    pass
+
+
+Command = SetMode | PlaySound | StopSound
+"""What an operator asks of a device: the same changes its buttons make, by value."""
+
+
+def on_command(state: DeviceState, command: Command, modes: int) -> Transition:
+    """An operator's command, decided like a press: Mode sets a mode (clearing a past failure),
+    Play preempts what plays (unless told not to interrupt: then it is refused), Stop ends
+    playback. ``command`` is already validated (mode in range, sound known)."""
+    transition = _on_command(state, command, modes)
+    if transition.accepted and transition.state.busy:
+        return Transition(replace(transition.state, busy=False), transition.effects)
+    return transition
+
+
+def _on_command(state: DeviceState, command: Command, modes: int) -> Transition:
+    match command:
+        case SetMode(mode=mode):
+            if not 0 <= mode < modes:
+                return Transition(state, accepted=False)
+            return Transition(replace(state, mode=mode, fault=_cleared(state.fault)))
+        case PlaySound(interrupt=False) if state.playing is not None:
+            return Transition(state, accepted=False)
+        case PlaySound(sound=sound, mode=mode):
+            return _play(state, sound=sound, mode=state.mode if mode is None else mode)
+        case StopSound():
+            return _stop(state, PlaybackEnd.STOPPED)
+
+
 def on_playback_ended(state: DeviceState, playback_id: int, end: PlaybackEnd) -> Transition:
     """The transport finished (or dropped) a playback; only the current one matters."""
     if state.playing is None or state.playing.id != playback_id:
@@ -147,8 +197,8 @@ def on_disconnect(state: DeviceState) -> Transition:
     return _stop(state, PlaybackEnd.DISCONNECTED)
 
 
-def _play(state: DeviceState) -> Transition:
-    playback = Playback(id=state.next_playback_id, mode=state.mode)
+def _play(state: DeviceState, sound: str | None = None, mode: int | None = None) -> Transition:
+    playback = Playback(id=state.next_playback_id, mode=state.mode if mode is None else mode, sound=sound)
     effects: tuple[Effect, ...] = (StartPlayback(playback),)
     if state.playing is not None:
         effects = (StopPlayback(state.playing, PlaybackEnd.PREEMPTED), *effects)

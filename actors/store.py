@@ -7,11 +7,14 @@ embedded default, a file on disk, with ``:memory:`` for tests.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -20,14 +23,41 @@ from actors.state import DeviceState
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """What the store knows of a device between connections, for the operator's fleet view."""
+
+    device_id: str
+    mode: int
+    tags: tuple[str, ...] = ()
+    desired_mode: int | None = None
+    last_seen: float | None = None
+    """Wall-clock time of the last save of the device's state (its last change or disconnect)."""
+
+
 class StateStore(Protocol):
-    """Thread-safe. ``save_many`` writes all of its states or none (one transaction)."""
+    """Thread-safe. ``save_many`` writes all of its states or none (one transaction).
+
+    Beside each device's state: its tags and a desired mode (set by an operator while the
+    device is offline), which saving the state leaves alone."""
 
     def load(self, device_id: str) -> DeviceState | None: ...
 
     def save(self, device_id: str, state: DeviceState) -> None: ...
 
     def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None: ...
+
+    def records(self) -> list[DeviceRecord]: ...
+
+    def save_tags(self, device_id: str, tags: Sequence[str]) -> None: ...
+
+    def load_desired(self, device_id: str) -> int | None: ...
+
+    def set_desired(self, device_id: str, mode: int) -> None: ...
+
+    def clear_desired(self, device_id: str, mode: int) -> None:
+        """Forget the desired mode if it is still ``mode`` (it has been applied)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -42,6 +72,7 @@ class MemoryStateStore:
     def __init__(self, capacity: int = 1_000_000) -> None:
         self._capacity = capacity
         self._states: OrderedDict[str, DeviceState] = OrderedDict()
+        self._records: dict[str, DeviceRecord] = {}
         self._lock = threading.Lock()
 
     def load(self, device_id: str) -> DeviceState | None:
@@ -56,8 +87,36 @@ class MemoryStateStore:
         with self._lock:
             self._states[device_id] = kept
             self._states.move_to_end(device_id)
+            record = self._records.get(device_id) or DeviceRecord(device_id, state.mode)
+            self._records[device_id] = replace(record, mode=state.mode, last_seen=time.time())
             while len(self._states) > self._capacity:
-                self._states.popitem(last=False)
+                forgotten, _ = self._states.popitem(last=False)
+                self._records.pop(forgotten, None)
+
+    def records(self) -> list[DeviceRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def save_tags(self, device_id: str, tags: Sequence[str]) -> None:
+        with self._lock:
+            record = self._records.get(device_id) or DeviceRecord(device_id, 0)
+            self._records[device_id] = replace(record, tags=tuple(tags))
+
+    def load_desired(self, device_id: str) -> int | None:
+        with self._lock:
+            record = self._records.get(device_id)
+            return None if record is None else record.desired_mode
+
+    def set_desired(self, device_id: str, mode: int) -> None:
+        with self._lock:
+            record = self._records.get(device_id) or DeviceRecord(device_id, 0)
+            self._records[device_id] = replace(record, desired_mode=mode)
+
+    def clear_desired(self, device_id: str, mode: int) -> None:
+        with self._lock:
+            record = self._records.get(device_id)
+            if record is not None and record.desired_mode == mode:
+                self._records[device_id] = replace(record, desired_mode=None)
 
     def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         for device_id, state in states:
@@ -75,9 +134,17 @@ CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     mode INTEGER NOT NULL,
     next_playback_id INTEGER NOT NULL,
-    updated_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+    updated_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+    tags TEXT NOT NULL DEFAULT '[]',
+    desired_mode INTEGER
 ) WITHOUT ROWID
 """
+
+_ADDED_COLUMNS = (
+    ("tags", "TEXT NOT NULL DEFAULT '[]'"),
+    ("desired_mode", "INTEGER"),
+)
+"""Columns a store file written by an earlier version lacks; added when it is opened."""
 
 
 _UPSERT = (
@@ -111,6 +178,10 @@ class SqliteStateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(devices)")}
+            for column, declaration in _ADDED_COLUMNS:
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE devices ADD COLUMN {column} {declaration}")
             self._db.execute("SELECT count(*) FROM devices").fetchone()
         except sqlite3.Error as error:
             raise StoreError(f"cannot use the state store {self.path}: {error}") from error
@@ -163,6 +234,48 @@ class SqliteStateStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def records(self) -> list[DeviceRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, mode, tags, desired_mode, updated_at FROM devices"
+            ).fetchall()
+        return [
+            DeviceRecord(str(row[0]), int(row[1]), tuple(json.loads(row[2])), row[3], float(row[4]))
+            for row in rows
+        ]
+
+    def save_tags(self, device_id: str, tags: Sequence[str]) -> None:
+        """An upsert: the device's first state may still be waiting for its group commit."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO devices (device_id, mode, next_playback_id, tags) VALUES (?, 0, 1, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET tags = excluded.tags",
+                (device_id, json.dumps(list(tags))),
+            )
+
+    def load_desired(self, device_id: str) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT desired_mode FROM devices WHERE device_id = ?", (device_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def set_desired(self, device_id: str, mode: int) -> None:
+        """An upsert, like ``save_tags``."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO devices (device_id, mode, next_playback_id, desired_mode) VALUES (?, 0, 1, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET desired_mode = excluded.desired_mode",
+                (device_id, mode),
+            )
+
+    def clear_desired(self, device_id: str, mode: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE devices SET desired_mode = NULL WHERE device_id = ? AND desired_mode = ?",
+                (device_id, mode),
+            )
 
     def close(self) -> None:
         self._closing.set()

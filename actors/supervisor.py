@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
@@ -24,7 +24,10 @@ from actors.logs import for_device
 from actors.messages import (
     AttachLink,
     ButtonPressed,
+    CommandOutcome,
+    CommandResult,
     DescribeFleet,
+    DeviceCommand,
     DeviceFailed,
     Drain,
     FleetStatus,
@@ -34,6 +37,7 @@ from actors.messages import (
     Retire,
     Retired,
     RouteButton,
+    RouteCommand,
     ShowLeaving,
     StateChanged,
     StreamClosed,
@@ -42,12 +46,12 @@ from actors.messages import (
     StreamOpened,
     StreamRefused,
 )
+from actors.news import FleetListener
 from actors.observer import FleetObserver
-from actors.ports import CloseCause, DeviceLink, LinkFactory
+from actors.ports import CloseCause, DeviceLink, LinkFactory, Sounds
 from actors.runtime import ActorRuntime, PooledActor, tell_if_alive
-from actors.state import DeviceState, Fault
+from actors.state import DeviceState, Fault, SetMode
 from media.admission import StreamAdmission
-from media.library import SoundLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ class _Retiring:
 
     actor_urn: str
     state: DeviceState
-    waiting: list[OpenStream] = field(default_factory=list)
+    waiting: list[OpenStream | RouteCommand] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +103,17 @@ class SupervisorActor(PooledActor):
     def __init__(
         self,
         runtime: ActorRuntime,
-        library: SoundLibrary,
+        library: Sounds,
         store: GroupCommit,
         link_factory: LinkFactory,
         policy: SupervisorPolicy | None = None,
         observer: FleetObserver | None = None,
         admission: StreamAdmission | None = None,
+        news: FleetListener | None = None,
     ) -> None:
         super().__init__(runtime)
         self._library = library
+        self._news = news or FleetListener()
         self._store = store
         self._link_factory = link_factory
         self._policy = policy or SupervisorPolicy()
@@ -127,6 +133,8 @@ class SupervisorActor(PooledActor):
                 self._close_stream(message)
             case RouteButton():
                 self._route_button(message)
+            case RouteCommand():
+                self._route_command(message)
             case PlaybackEnded(device_id=device_id):
                 device = self._devices.get(device_id)
                 if device is not None:
@@ -165,7 +173,12 @@ class SupervisorActor(PooledActor):
             self._retire(device_id)
         for retiring in self._retiring.values():
             for waiting in retiring.waiting:
-                waiting.reply(StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING))
+                if isinstance(waiting, OpenStream):
+                    waiting.reply(
+                        StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING)
+                    )
+                else:
+                    waiting.reply(CommandResult(CommandOutcome.OFFLINE))
         self._retiring.clear()
 
     @property
@@ -216,13 +229,35 @@ class SupervisorActor(PooledActor):
     def _start_device(self, device_id: str, peer: str) -> _Device:
         saved = self._store.load(device_id)
         state = (saved or DeviceState()).fitted_to(self._library.modes).at_rest()
+        desired = self._store.load_desired(device_id) if saved is not None else None
+        if desired is not None:
+            state = self._apply_desired(device_id, state, desired)
+        elif saved is None:
+            self._store.save(device_id, state)  # seen from now on, whatever happens next
         session = _Session(self._next(), self._link_factory(device_id, peer))
         actor = self._start_actor(device_id, state, session.link)
         device = _Device(actor, session, state)
         self._devices[device_id] = device
         self._observer.device_connected()
+        self._news.device_online(device_id, peer, state)
         for_device(logger, device_id).info("connected from %s in mode %d", peer, state.mode)
         return device
+
+    def _apply_desired(self, device_id: str, state: DeviceState, desired: int) -> DeviceState:
+        """The mode an operator set while the device was away; forgotten once the state with it
+        is saved, so a crash in between applies it again rather than losing it."""
+        store, news = self._store, self._news
+
+        def applied(saved: bool) -> None:
+            if saved:
+                store.clear_desired(device_id, desired)
+
+        if desired < self._library.modes:
+            state = replace(state, mode=desired)
+            for_device(logger, device_id).info("mode %d, set while it was offline, applied", desired)
+        self._store.save(device_id, state, applied)
+        news.desired_mode(device_id, None)
+        return state
 
     def _take_over(self, device_id: str, device: _Device, peer: str) -> None:
         old = device.session
@@ -234,6 +269,7 @@ class SupervisorActor(PooledActor):
             f"device_id {device_id!r} connected again from {peer}; this connection is superseded",
         )
         tell_if_alive(device.actor, AttachLink(device.session.link))
+        self._news.device_online(device_id, peer, device.state)
         for_device(logger, device_id).info("newer connection from %s replaces %s", peer, old.link.peer)
 
     def _close_stream(self, message: StreamClosed) -> None:
@@ -258,12 +294,14 @@ class SupervisorActor(PooledActor):
             self._observer,
             self._store,
             self._admission,
+            self._news,
         )
 
     def _retire(self, device_id: str) -> None:
         """Tell the actor to retire; its ``Retired`` (or the timeout) completes it."""
         device = self._devices.pop(device_id)
         self._observer.device_disconnected()
+        self._news.device_offline(device_id, device.state.at_rest())
         if self._draining:
             retire = Retire(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
         else:
@@ -289,7 +327,10 @@ class SupervisorActor(PooledActor):
         del self._retiring[device_id]
         self._store.save(device_id, state)
         for waiting in retiring.waiting:
-            self._open_stream(waiting)
+            if isinstance(waiting, OpenStream):
+                self._open_stream(waiting)
+            else:
+                self._route_command(waiting)
 
     def _route_button(self, message: RouteButton) -> None:
         device = self._devices.get(message.device_id)
@@ -300,6 +341,33 @@ class SupervisorActor(PooledActor):
             device.actor.tell(ButtonPressed(message.input, message.reply, message.received_at))
         except pykka.ActorDeadError:
             message.reply(False)
+
+    def _route_command(self, message: RouteCommand) -> None:
+        """To the device's actor if it is connected; otherwise only a mode can wait for it."""
+        device_id = message.device_id
+        device = self._devices.get(device_id)
+        if device is not None:
+            try:
+                device.actor.tell(DeviceCommand(message.command, message.reply))
+                return
+            except pykka.ActorDeadError:
+                pass
+        retiring = self._retiring.get(device_id)
+        if retiring is not None:
+            retiring.waiting.append(message)  # decided once the old actor has handed over its state
+            return
+        command = message.command
+        if self._store.load(device_id) is None:
+            message.reply(CommandResult(CommandOutcome.UNKNOWN))
+        elif not isinstance(command, SetMode):
+            message.reply(CommandResult(CommandOutcome.OFFLINE))
+        elif not 0 <= command.mode < self._library.modes:
+            message.reply(CommandResult(CommandOutcome.INVALID))
+        else:
+            self._store.set_desired(device_id, command.mode)
+            self._news.desired_mode(device_id, command.mode)
+            for_device(logger, device_id).info("mode %d kept for its reconnect", command.mode)
+            message.reply(CommandResult(CommandOutcome.DESIRED))
 
     def _restart(self, message: DeviceFailed) -> None:
         device = self._devices.get(message.device_id)
@@ -316,6 +384,7 @@ class SupervisorActor(PooledActor):
             )
             del self._devices[message.device_id]
             self._observer.device_disconnected()
+            self._news.device_offline(message.device_id, message.state.at_rest())
             self._store.save(message.device_id, message.state.at_rest())
             device.session.link.close(CloseCause.FAILED, "the server failed to handle this device repeatedly")
             return

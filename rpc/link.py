@@ -23,11 +23,18 @@ from rpc.metrics import Metrics
 from rpc.slots import StreamEnd, StreamSlot
 from rpc.tracks import TrackBook
 
+ShownLeds = tuple[int, int, int, int, int, int]
+"""0xRRGGBBAA colours of led_0..led_5, as the device last confirmed showing them."""
+
 
 class LedMailbox:
     """The LED state a device should show: only the latest counts, so changes coalesce."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics | None = None, on_shown: Callable[[ShownLeds], None] | None = None
+    ) -> None:
+        self.shown: ShownLeds | None = None
+        self._on_shown = on_shown
         self.desired: LedFrame | None = None
         self.version = 0
         self.taken = 0
@@ -57,6 +64,16 @@ class LedMailbox:
     @property
     def settled(self) -> bool:
         return self.confirmed == self.version
+
+    def show_confirmed(self, leds: LedFrame, led_0: int | None = None) -> None:
+        """The device confirmed showing ``leds`` (and reported its own power LED, if ``led_0``)."""
+        if led_0 is None:
+            led_0 = self.shown[0] if self.shown is not None else 0
+        shown: ShownLeds = (led_0, *leds)
+        if shown != self.shown:
+            self.shown = shown
+            if self._on_shown is not None:
+                self._on_shown(shown)
 
     async def changed_since(self, version: int) -> None:
         while self.version == version:
@@ -107,13 +124,16 @@ class GrpcDeviceLink:
         transport: AudioTransport[pb.AudioPacket],
         tracks: TrackBook,
         metrics: Metrics | None = None,
+        on_leds_shown: Callable[[str, ShownLeds], None] | None = None,
     ) -> None:
         self.device_id = device_id
         self._peer = peer
         self._loop = loop
         self._transport = transport
         self._tracks = tracks
-        self.leds_wanted = LedMailbox(metrics)
+        self.leds_wanted = LedMailbox(
+            metrics, None if on_leds_shown is None else (lambda leds: on_leds_shown(device_id, leds))
+        )
         self.channel: AudioChannel[pb.AudioPacket] = AudioChannel(
             transport.channel_capacity(tracks.frame_duration)
         )

@@ -89,6 +89,8 @@ class StatusConversation:
             cause = cause if cause is not None else newer_cause
             if wanted is None or (shown is not None and same_colours(shown, wanted)):
                 mailbox.confirmed = version
+                if wanted is not None:
+                    mailbox.show_confirmed(wanted)
                 cause = None
                 await self._slot.until_ended(mailbox.changed_since(version))
                 continue
@@ -98,6 +100,7 @@ class StatusConversation:
             if answer.WhichOneof("response") == "status" and answer.status == SUCCESS:
                 shown, failures = wanted, 0
                 mailbox.confirmed = version
+                mailbox.show_confirmed(wanted)
                 if cause is not None:
                     self._metrics.button_to_led.observe(time.monotonic() - cause)
                     cause = None
@@ -122,7 +125,9 @@ class StatusConversation:
 
     def _read_state(self, answer: pb.DeviceStatusResponse) -> LedFrame | None:
         if answer.WhichOneof("response") == "state":
-            return shown_leds(answer.state)
+            leds = shown_leds(answer.state)
+            self._mailbox.show_confirmed(leds, answer.state.led_0.rgba)
+            return leds
         self._metrics.led_gets_failed += 1
         self._log.warning("GET answered without a state: %s", _describe(answer))
         return None
