@@ -1,4 +1,4 @@
-"""Sound files supplied by the operator, turned into the one PCM format the Opus encoder takes.
+"""Sound files supplied by the operator, on disk or uploaded, turned into the one PCM format Opus takes.
 
 Decoding and resampling are left to FFmpeg (through PyAV), so any format it knows works and the
 sample-rate conversion is a proper band-limited one.
@@ -6,6 +6,7 @@ sample-rate conversion is a proper band-limited one.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import av
@@ -22,6 +23,9 @@ from media.opus import SAMPLE_RATE
 # a smaller shortfall is codec padding or an approximate duration estimate.
 _SHORTFALL_S = 0.25
 _SHORTFALL_RATIO = 0.05
+
+DEFAULT_MAX_SECONDS = 900.0
+"""The longest sound accepted unless the caller says otherwise: 15 min, about 86 MB of PCM to decode."""
 
 
 class SoundFileError(ValueError):
@@ -59,7 +63,7 @@ class _ToDeviceFormat:
             self.samples += len(chunk)
 
 
-def load_pcm(path: Path, max_seconds: float = 900.0) -> npt.NDArray[np.int16]:
+def load_pcm(path: Path, max_seconds: float = DEFAULT_MAX_SECONDS) -> npt.NDArray[np.int16]:
     """Decode the first audio stream of a file to 48 kHz mono int16.
 
     Decoding stops as soon as the file proves longer than max_seconds, so an hour-long file given by
@@ -71,17 +75,35 @@ def load_pcm(path: Path, max_seconds: float = 900.0) -> npt.NDArray[np.int16]:
         raise SoundFileError(f"sound file {path}: is not a regular file")
     if path.stat().st_size == 0:
         raise SoundFileError(f"sound file {path}: is empty (0 bytes)")
+    return _decode(str(path), f"sound file {path}", max_seconds)
+
+
+def decode_pcm_bytes(
+    data: bytes, subject: str, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> npt.NDArray[np.int16]:
+    """Decode a whole sound file held in memory (an upload) exactly as load_pcm decodes one on disk.
+
+    `subject` opens every SoundFileError message (e.g. "sound 'doorbell'"), since there is no path to
+    name. Safe to call from any thread: nothing is shared between calls.
+    """
+    if not data:
+        raise SoundFileError(f"{subject}: is empty (0 bytes)")
+    return _decode(io.BytesIO(data), subject, max_seconds)
+
+
+def _decode(source: str | io.BytesIO, subject: str, max_seconds: float) -> npt.NDArray[np.int16]:
+    """The one decode loop behind both entry points, so a file and an upload meet the same checks."""
     max_samples = int(max_seconds * SAMPLE_RATE)
     try:
         # Tags in a stray encoding must not stop the audio from being used.
-        container = av.open(str(path), "r", metadata_errors="replace")
+        container = av.open(source, "r", metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise SoundFileError(f"sound file {path}: not a readable audio file ({_reason(exc)})") from exc
+        raise SoundFileError(f"{subject}: not an audio file FFmpeg can decode ({_reason(exc)})") from exc
     with container:
         if not container.streams.audio:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams at all"
             raise SoundFileError(
-                f"sound file {path}: contains no audio stream (read as {container.format.name}: {kinds})"
+                f"{subject}: contains no audio stream (read as {container.format.name}: {kinds})"
             )
         stream = container.streams.audio[0]
         declared_s = _declared_seconds(stream)
@@ -92,21 +114,20 @@ def load_pcm(path: Path, max_seconds: float = 900.0) -> npt.NDArray[np.int16]:
                 output.push(frame)
                 decoded_s += frame.samples / frame.sample_rate
                 if output.samples > max_samples:
-                    raise SoundFileError(f"sound file {path}: longer than the {max_seconds:g} s allowed")
+                    raise SoundFileError(f"{subject}: longer than the {max_seconds:g} s allowed")
             output.flush()
         except av.error.FFmpegError as exc:
             raise SoundFileError(
-                f"sound file {path}: corrupt or undecodable after {decoded_s:.2f} s ({_reason(exc)})"
+                f"{subject}: corrupt or undecodable after {decoded_s:.2f} s ({_reason(exc)})"
             ) from exc
     if output.samples > max_samples:
-        raise SoundFileError(f"sound file {path}: longer than the {max_seconds:g} s allowed")
+        raise SoundFileError(f"{subject}: longer than the {max_seconds:g} s allowed")
     if output.samples == 0:
-        raise SoundFileError(f"sound file {path}: contains no audio samples")
+        raise SoundFileError(f"{subject}: contains no audio samples")
     if declared_s is not None and declared_s - decoded_s > max(_SHORTFALL_S, _SHORTFALL_RATIO * declared_s):
         # Demuxers skip damaged pages or stop at a cut without an error; the header still knows better.
         raise SoundFileError(
-            f"sound file {path}: damaged or truncated,"
-            f" only {decoded_s:.2f} s of its {declared_s:.2f} s decode"
+            f"{subject}: damaged or truncated, only {decoded_s:.2f} s of its {declared_s:.2f} s decode"
         )
     return np.concatenate(output.chunks)
 

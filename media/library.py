@@ -23,6 +23,15 @@ its own look, four shapes in six colours."""
 _SOUND_FILE_NAME = re.compile(r"(?P<mode>[0-9]+)(?:-(?P<label>.+))?\.(?P<ext>[^.]+)")
 """`<mode>.<ext>` or `<mode>-<label>.<ext>`, e.g. `3.flac` or `0-doorbell.mp3`."""
 
+BUILT_IN_PREFIX = "builtin-"
+"""Every built-in sound's name starts with this, and no other sound's may: sounds-dir names start with
+a digit and uploads are refused it (media.catalog)."""
+
+
+def built_in_name(mode: int) -> str:
+    """The API name of a mode's built-in sound, e.g. `builtin-3`."""
+    return f"{BUILT_IN_PREFIX}{mode}"
+
 
 class SoundConfigError(ValueError):
     """The sounds directory cannot be used as configured; raised at start-up so the operator fixes it."""
@@ -31,7 +40,7 @@ class SoundConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class EncodedSound:
     name: str
-    """Where the sound came from: "built-in mode 1" or the sound file's name."""
+    """The name the admin API knows it by: `builtin-1`, or a sound file's name without its extension."""
     frame_ms: int
     packets: tuple[bytes, ...] = field(repr=False)  # thousands of packets would drown any log line
     samples: int
@@ -66,13 +75,18 @@ class SoundLibrary:
             raise IndexError(f"mode {mode} is out of range: the library has modes 0..{len(self.sounds) - 1}")
         return self.sounds[mode]
 
+    def named(self, name: str) -> EncodedSound | None:
+        """The library's sound called `name` (a mode's built-in or sounds-dir sound), or None."""
+        return next((sound for sound in self.sounds if sound.name == name), None)
+
 
 def build_library(modes: int, frame_ms: int = 20, sounds_dir: Path | None = None) -> SoundLibrary:
     """Encode the sound of each of `modes` modes once, in `frame_ms` Opus packets.
 
     Every mode has a built-in sound (media.synth). A file in `sounds_dir` named `<mode>.<ext>` or
     `<mode>-<label>.<ext>` (e.g. `3.flac`, `0-doorbell.mp3`; any format FFmpeg decodes) replaces the
-    built-in sound of that mode. In that directory:
+    built-in sound of that mode. A built-in sound is named `builtin-<mode>`, a file by its name
+    without the extension (`3`, `0-doorbell`). In that directory:
 
     - hidden files (leading dot) are ignored silently, and anything whose name does not start with a
       digit (README.md, notes.txt, subdirectories) is ignored with a warning;
@@ -93,16 +107,17 @@ def build_library(modes: int, frame_ms: int = 20, sounds_dir: Path | None = None
     for mode in range(modes):
         path = files.get(mode)
         if path is None:
-            name, pcm = f"built-in mode {mode}", default_pcm(mode)
+            name, pcm = built_in_name(mode), default_pcm(mode)
         else:
-            name, pcm = path.name, _load(path)
-        sound = _encode(name, pcm, frame_ms)
+            name, pcm = path.stem, _load(path)
+        sound = encode_sound(name, pcm, frame_ms)
         logger.info("mode %d plays %s (%.2f s, %d packets)", mode, name, sound.duration, len(sound.packets))
         sounds.append(sound)
     return SoundLibrary(frame_ms, tuple(sounds), OpusEncoder(frame_ms).silence_packet())
 
 
-def _encode(name: str, pcm: npt.NDArray[np.int16], frame_ms: int) -> EncodedSound:
+def encode_sound(name: str, pcm: npt.NDArray[np.int16], frame_ms: int) -> EncodedSound:
+    """Opus-encode one sound once, so playing it later only copies packets."""
     # A fresh encoder per sound: its first packet then matches the fresh decoder a device starts
     # every recording with, instead of continuing from the end of the previous sound.
     packets = OpusEncoder(frame_ms).encode(pcm)

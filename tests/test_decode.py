@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from media.decode import SoundFileError, load_pcm
+from media.decode import SoundFileError, decode_pcm_bytes, load_pcm
 from media.opus import SAMPLE_RATE
 from tests.audio_files import dominant_frequency, has_encoder, tone, vorbis_encoder, write_audio, write_tone
 
@@ -126,7 +126,7 @@ def test_zero_byte_file_is_reported_empty(tmp_path: Path) -> None:
 def test_bytes_of_no_known_format_are_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "noise.mp3"
     path.write_bytes(bytes((i * 7919 + 13) % 251 for i in range(4096)))
-    with pytest.raises(SoundFileError, match=r"noise\.mp3: not a readable audio file"):
+    with pytest.raises(SoundFileError, match=r"noise\.mp3: not an audio file FFmpeg can decode"):
         load_pcm(path)
 
 
@@ -188,3 +188,50 @@ def test_file_longer_than_allowed_is_refused(tmp_path: Path) -> None:
 def test_file_just_under_the_limit_is_accepted(tmp_path: Path) -> None:
     path = write_tone(tmp_path / "fits.wav", seconds=1.4)
     assert len(load_pcm(path, max_seconds=1.5)) == pytest.approx(1.4 * SAMPLE_RATE, abs=2)
+
+
+def test_bytes_in_memory_decode_like_the_file_they_came_from(tmp_path: Path) -> None:
+    path = encoded(tmp_path, "tone.flac", "flac", 44_100, "stereo")
+    np.testing.assert_array_equal(decode_pcm_bytes(path.read_bytes(), "sound 'tone'"), load_pcm(path))
+
+
+def test_mp3_bytes_in_memory_are_decoded(tmp_path: Path) -> None:
+    data = encoded(tmp_path, "tone.mp3", "libmp3lame", 44_100, "stereo").read_bytes()
+    assert_is_the_tone(decode_pcm_bytes(data, "sound 'tone'"))
+
+
+def test_no_bytes_are_reported_empty_under_the_given_subject() -> None:
+    with pytest.raises(SoundFileError, match=r"^sound 'blank': is empty \(0 bytes\)$"):
+        decode_pcm_bytes(b"", "sound 'blank'")
+
+
+def test_bytes_of_no_known_format_say_ffmpeg_cannot_decode_them() -> None:
+    noise = bytes((i * 7919 + 13) % 251 for i in range(4096))
+    with pytest.raises(SoundFileError, match=r"^sound 'noise': not an audio file FFmpeg can decode \(.+\)$"):
+        decode_pcm_bytes(noise, "sound 'noise'")
+
+
+def test_bytes_of_a_video_without_sound_have_no_audio_stream(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(SoundFileError, match=r"^sound 'clip': contains no audio stream .*video"):
+        decode_pcm_bytes(path.read_bytes(), "sound 'clip'")
+
+
+def test_bytes_longer_than_allowed_are_refused(tmp_path: Path) -> None:
+    data = write_tone(tmp_path / "long.wav", seconds=2.0).read_bytes()
+    with pytest.raises(SoundFileError, match=r"^sound 'long': longer than the 1\.5 s allowed$"):
+        decode_pcm_bytes(data, "sound 'long'", max_seconds=1.5)
+
+
+def test_mp3_bytes_cut_short_are_refused(tmp_path: Path) -> None:
+    data = encoded(tmp_path, "cut.mp3", "libmp3lame", 44_100, "stereo").read_bytes()
+    with pytest.raises(
+        SoundFileError, match=r"^sound 'cut': damaged or truncated, only 0\.50 s of its 1\.00 s"
+    ):
+        decode_pcm_bytes(data[: len(data) // 2], "sound 'cut'")

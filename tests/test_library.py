@@ -29,7 +29,7 @@ def five_modes() -> SoundLibrary:
 
 def test_default_library_has_a_built_in_sound_for_every_mode(defaults: SoundLibrary) -> None:
     assert defaults.modes == MODES
-    assert [sound.name for sound in defaults.sounds] == [f"built-in mode {mode}" for mode in range(MODES)]
+    assert [sound.name for sound in defaults.sounds] == [f"builtin-{mode}" for mode in range(MODES)]
     assert all(sound.frame_ms == 20 for sound in defaults.sounds)
 
 
@@ -83,16 +83,34 @@ def test_sound_file_replaces_exactly_its_mode(tmp_path: Path, five_modes: SoundL
     library = build_library(5, sounds_dir=tmp_path)
 
     replaced = library.for_mode(2)
-    assert replaced.name == "2-beep.wav"
+    assert replaced.name == "2-beep"
     assert replaced.samples == round(1.5 * SAMPLE_RATE)
     assert dominant_frequency(decode_packets(replaced.packets)) == pytest.approx(1000.0, abs=2.0)
     for mode in (0, 1, 3, 4):
         assert library.for_mode(mode) == five_modes.for_mode(mode)
 
 
+def test_label_with_dots_keeps_them_in_the_name(tmp_path: Path) -> None:
+    write_tone(tmp_path / "1-door.bell.wav")
+    assert build_library(2, sounds_dir=tmp_path).for_mode(1).name == "1-door.bell"
+
+
+def test_a_sound_is_found_by_its_name(tmp_path: Path) -> None:
+    write_tone(tmp_path / "1-chime.wav")
+    library = build_library(2, sounds_dir=tmp_path)
+    assert library.named("builtin-0") is library.for_mode(0)
+    assert library.named("1-chime") is library.for_mode(1)
+
+
+@pytest.mark.parametrize("name", ["builtin-1", "builtin-2", "1-chime.wav", "", "chime"])
+def test_a_name_the_library_does_not_hold_finds_nothing(tmp_path: Path, name: str) -> None:
+    write_tone(tmp_path / "1-chime.wav")
+    assert build_library(2, sounds_dir=tmp_path).named(name) is None
+
+
 def test_file_named_by_mode_alone_is_used(tmp_path: Path) -> None:
     write_tone(tmp_path / "0.flac", codec="flac")
-    assert build_library(1, sounds_dir=tmp_path).for_mode(0).name == "0.flac"
+    assert build_library(1, sounds_dir=tmp_path).for_mode(0).name == "0"
 
 
 def test_hidden_and_unnumbered_files_are_ignored_with_a_warning(
@@ -105,7 +123,7 @@ def test_hidden_and_unnumbered_files_are_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="media.library"):
         library = build_library(1, sounds_dir=tmp_path)
 
-    assert library.for_mode(0).name == "built-in mode 0"
+    assert library.for_mode(0).name == "builtin-0"
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "README.md" in warned
     assert "archive" in warned
@@ -117,8 +135,8 @@ def test_each_mode_is_logged_with_its_sound(tmp_path: Path, caplog: pytest.LogCa
     with caplog.at_level(logging.INFO, logger="media.library"):
         build_library(2, sounds_dir=tmp_path)
     logged = [record.getMessage() for record in caplog.records]
-    assert logged[0].startswith("mode 0 plays built-in mode 0 (")
-    assert logged[1].startswith("mode 1 plays 1-chime.wav (1.00 s")
+    assert logged[0].startswith("mode 0 plays builtin-0 (")
+    assert logged[1].startswith("mode 1 plays 1-chime (1.00 s")
 
 
 def test_missing_sounds_directory_is_a_config_error(tmp_path: Path) -> None:
@@ -154,7 +172,9 @@ def test_numbered_name_of_the_wrong_shape_is_a_config_error(tmp_path: Path, name
 
 def test_file_that_fails_to_decode_is_a_config_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "4-broken.mp3").write_bytes(b"ID3 and then nothing useful" * 10)
-    with pytest.raises(SoundConfigError, match=r"4-broken\.mp3: not a readable audio file") as raised:
+    with pytest.raises(
+        SoundConfigError, match=r"4-broken\.mp3: not an audio file FFmpeg can decode"
+    ) as raised:
         build_library(5, sounds_dir=tmp_path)
     assert isinstance(raised.value.__cause__, SoundFileError)
 
