@@ -1,0 +1,342 @@
+"""The named sounds the server plays, changed at run time: the library's sounds plus uploads, and which
+sound each mode plays. Uploads and assignments are kept in a shelf directory across restarts.
+
+Reads (for_mode, named, entries) may come from any thread: they see one immutable snapshot, replaced
+whole on every change. Changes (add, remove, assign) are serialised by a lock; decoding, the slow
+part, happens before them in decode_upload, which shares nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from media.decode import DEFAULT_MAX_SECONDS, SoundFileError, decode_pcm_bytes
+from media.library import BUILT_IN_PREFIX, EncodedSound, SoundLibrary, encode_sound
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_UPLOAD_SUFFIX = ".sound"
+"""Stored uploads are `<name>.sound`: FFmpeg finds the format from the bytes, so no extension is kept."""
+_TEMP_SUFFIX = ".tmp"
+_ASSIGNMENTS = "assignments.json"
+
+
+class SoundSource(enum.Enum):
+    BUILT_IN = "built-in"
+    SOUNDS_DIR = "sounds-dir"
+    UPLOADED = "uploaded"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    name: str
+    source: SoundSource
+    duration: float
+    """Seconds of the source sound."""
+    modes: tuple[int, ...]
+    """The modes that play it, ascending."""
+
+
+class SoundNameError(ValueError):
+    """A name an upload may not have; the message says which rule it breaks."""
+
+
+class SoundConflict(ValueError):
+    """The change would touch a sound the operator may not change this way (built-in, sounds-dir, or
+    assigned to a mode)."""
+
+
+class UnknownSound(KeyError):
+    """No sound has this name."""
+
+    def __str__(self) -> str:
+        # KeyError's own str() is the repr of its argument, quotes and all.
+        return str(self.args[0]) if self.args else "unknown sound"
+
+
+class AssignmentError(ValueError):
+    """A mode that does not exist, or a sound that does not, given to assign()."""
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that is not 1..64 of a-z A-Z 0-9 . _ -, is `.` or `..` (it names a file on the
+    shelf) or claims the built-in prefix."""
+    if not _NAME.fullmatch(name):
+        raise SoundNameError(f"{name!r} is not a sound name: use 1 to 64 of the characters a-z A-Z 0-9 . _ -")
+    if name in (".", ".."):
+        raise SoundNameError(f"{name!r} is not a sound name")
+    if name.startswith(BUILT_IN_PREFIX):
+        raise SoundNameError(f"{name!r} is not a sound name: names starting {BUILT_IN_PREFIX!r} are built-in")
+
+
+def decode_upload(
+    name: str, data: bytes, frame_ms: int, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> EncodedSound:
+    """Check the name, decode the file and Opus-encode it once in `frame_ms` packets.
+
+    Pure and thread-safe, so the server runs it in a worker thread and its event loop never decodes.
+    Raises SoundNameError or SoundFileError (whose message names the problem).
+    """
+    check_name(name)
+    return encode_sound(name, decode_pcm_bytes(data, f"sound {name!r}", max_seconds), frame_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    uploads: Mapping[str, EncodedSound]
+    by_mode: tuple[EncodedSound, ...]
+
+
+class SoundCatalog:
+    """Drop-in for a SoundLibrary where actors play sounds (modes, frame_ms, silence_packet, for_mode,
+    named), plus what the operator API changes."""
+
+    def __init__(self, library: SoundLibrary, shelf_dir: Path | None) -> None:
+        self.library = library
+        self._fixed = {sound.name: sound for sound in library.sounds}
+        self._shelf = shelf_dir
+        self._lock = threading.Lock()
+        uploads: dict[str, EncodedSound] = {}
+        by_mode = list(library.sounds)
+        if shelf_dir is not None:
+            self._uploads_dir.mkdir(parents=True, exist_ok=True)
+            uploads = self._restore_uploads()
+            self._restore_assignments(uploads, by_mode)
+        self._state = _Snapshot(MappingProxyType(uploads), tuple(by_mode))
+
+    # What actors read, from any thread.
+
+    @property
+    def modes(self) -> int:
+        return self.library.modes
+
+    @property
+    def frame_ms(self) -> int:
+        return self.library.frame_ms
+
+    @property
+    def silence_packet(self) -> bytes:
+        return self.library.silence_packet
+
+    def for_mode(self, mode: int) -> EncodedSound:
+        """The sound the mode is assigned (its library sound unless the operator chose another)."""
+        if not 0 <= mode < self.modes:
+            # Same check and message as the library: a negative mode must not index from the end.
+            return self.library.for_mode(mode)
+        return self._state.by_mode[mode]
+
+    def named(self, name: str) -> EncodedSound | None:
+        return self._fixed.get(name) or self._state.uploads.get(name)
+
+    # What the operator API reads.
+
+    def entries(self) -> list[CatalogEntry]:
+        """Every sound: the library's in mode order, then the uploads by name."""
+        state = self._state
+        sounds = [*self.library.sounds, *(state.uploads[name] for name in sorted(state.uploads))]
+        return [
+            CatalogEntry(
+                sound.name, self._source(sound.name), sound.duration, self._modes_of(state, sound.name)
+            )
+            for sound in sounds
+        ]
+
+    def assignments(self) -> dict[int, str]:
+        """Every mode and the name of the sound it plays."""
+        return {mode: sound.name for mode, sound in enumerate(self._state.by_mode)}
+
+    def modes_of(self, name: str) -> list[int]:
+        """The modes that play the sound called `name` (none for an unknown name)."""
+        return list(self._modes_of(self._state, name))
+
+    def check_upload_name(self, name: str) -> None:
+        """Whether an upload may take this name, checked before the upload is decoded.
+
+        SoundConflict for a built-in or sounds-dir sound's name (the server answers 409), SoundNameError
+        for a name no upload may have (422). Thread-safe: the library's names never change.
+        """
+        if name in self._fixed:
+            raise SoundConflict(f"{name!r} is a {self._source(name).value} sound; upload under another name")
+        check_name(name)
+
+    # Changes, serialised by the lock.
+
+    def add(self, name: str, sound: EncodedSound, data: bytes) -> bool:
+        """Install `sound` (from decode_upload) under `name`, replacing an upload of that name, and keep
+        `data`, the file as uploaded. True if the name is new.
+
+        A playback of the replaced sound plays on: it holds the old EncodedSound, which nothing changes.
+        """
+        self.check_upload_name(name)
+        if sound.name != name:
+            raise ValueError(f"the sound is named {sound.name!r}, not {name!r}")
+        if sound.frame_ms != self.frame_ms:
+            raise ValueError(
+                f"the sound is in {sound.frame_ms} ms packets, the catalog's in {self.frame_ms} ms"
+            )
+        with self._lock:
+            state = self._state
+            if self._shelf is not None:
+                _write_atomically(self._upload_path(name), data)
+            uploads = {**state.uploads, name: sound}
+            replaced = state.uploads.get(name)
+            by_mode = tuple(sound if playing is replaced else playing for playing in state.by_mode)
+            self._state = _Snapshot(MappingProxyType(uploads), by_mode)
+        logger.info("sound %s %s (%.2f s)", name, "replaced" if replaced else "added", sound.duration)
+        return replaced is None
+
+    def remove(self, name: str) -> None:
+        """Forget an uploaded sound and its stored file. UnknownSound if there is none of that name;
+        SoundConflict for a built-in or sounds-dir sound, or one a mode plays."""
+        if name in self._fixed:
+            raise SoundConflict(f"{name!r} is a {self._source(name).value} sound; it cannot be deleted")
+        with self._lock:
+            state = self._state
+            if name not in state.uploads:
+                raise UnknownSound(f"no sound is named {name!r}")
+            modes = self._modes_of(state, name)
+            if modes:
+                raise SoundConflict(f"{name!r} is {_assigned_to(modes)}; assign another sound first")
+            if self._shelf is not None:
+                self._upload_path(name).unlink(missing_ok=True)
+            uploads = {key: sound for key, sound in state.uploads.items() if key != name}
+            self._state = _Snapshot(MappingProxyType(uploads), state.by_mode)
+        logger.info("sound %s deleted", name)
+
+    def assign(self, mode: int, name: str) -> None:
+        """Make `mode` play the sound called `name` from its next Play on; kept across restarts."""
+        if not 0 <= mode < self.modes:
+            raise AssignmentError(f"mode {mode} does not exist: modes are 0..{self.modes - 1}")
+        with self._lock:
+            state = self._state
+            sound = self.named(name)
+            if sound is None:
+                raise AssignmentError(f"no sound is named {name!r}")
+            by_mode = tuple(
+                sound if index == mode else playing for index, playing in enumerate(state.by_mode)
+            )
+            if self._shelf is not None:
+                self._save_assignments(by_mode)
+            self._state = _Snapshot(state.uploads, by_mode)
+        logger.info("mode %d plays %s", mode, name)
+
+    # Helpers.
+
+    def _source(self, name: str) -> SoundSource:
+        if name not in self._fixed:
+            return SoundSource.UPLOADED
+        # Built-in names are the only ones with this prefix: sounds-dir names start with a digit.
+        return SoundSource.BUILT_IN if name.startswith(BUILT_IN_PREFIX) else SoundSource.SOUNDS_DIR
+
+    @staticmethod
+    def _modes_of(state: _Snapshot, name: str) -> tuple[int, ...]:
+        return tuple(mode for mode, sound in enumerate(state.by_mode) if sound.name == name)
+
+    @property
+    def _uploads_dir(self) -> Path:
+        assert self._shelf is not None
+        return self._shelf / "uploads"
+
+    def _upload_path(self, name: str) -> Path:
+        return self._uploads_dir / f"{name}{_UPLOAD_SUFFIX}"
+
+    def _save_assignments(self, by_mode: tuple[EncodedSound, ...]) -> None:
+        """Only the modes that differ from the library are kept, so a mode never reassigned follows the
+        library (a new --sounds-dir file, say) after a restart."""
+        assert self._shelf is not None
+        changed = {
+            str(mode): sound.name
+            for mode, sound in enumerate(by_mode)
+            if sound is not self.library.sounds[mode]
+        }
+        text = json.dumps({"modes": changed}, indent=2, sort_keys=True) + "\n"
+        _write_atomically(self._shelf / _ASSIGNMENTS, text.encode())
+
+    def _restore_uploads(self) -> dict[str, EncodedSound]:
+        """Decode every stored upload again, at this run's frame_ms; one that fails is skipped."""
+        uploads: dict[str, EncodedSound] = {}
+        for path in sorted(self._uploads_dir.iterdir()):
+            if path.name.endswith(_TEMP_SUFFIX):
+                # A write cut short by a crash; the upload it was for was never acknowledged.
+                logger.info("removing %s, an unfinished upload", path)
+                path.unlink(missing_ok=True)
+                continue
+            name = path.name.removesuffix(_UPLOAD_SUFFIX)
+            if name == path.name or not path.is_file():
+                logger.warning("ignoring %s: not a stored sound (<name>%s)", path, _UPLOAD_SUFFIX)
+                continue
+            try:
+                self.check_upload_name(name)
+                uploads[name] = decode_upload(name, path.read_bytes(), self.frame_ms)
+            except (SoundNameError, SoundConflict, SoundFileError, OSError) as exc:
+                logger.warning("skipping stored sound %s: %s", path, exc)
+                continue
+            logger.info("restored sound %s (%.2f s)", name, uploads[name].duration)
+        return uploads
+
+    def _restore_assignments(self, uploads: Mapping[str, EncodedSound], by_mode: list[EncodedSound]) -> None:
+        """Give back each stored mode its sound; an assignment to a mode or sound now gone is skipped."""
+        assert self._shelf is not None
+        path = self._shelf / _ASSIGNMENTS
+        try:
+            stored = json.loads(path.read_text())["modes"]
+            if not isinstance(stored, dict):
+                raise TypeError("modes is not an object")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            logger.warning("ignoring the mode assignments in %s, unreadable: %s", path, exc)
+            return
+        for key, name in sorted(stored.items()):
+            mode = int(key) if isinstance(key, str) and key.isdecimal() else -1
+            sound = (self._fixed.get(name) or uploads.get(name)) if isinstance(name, str) else None
+            if not 0 <= mode < len(by_mode):
+                logger.warning(
+                    "skipping the stored assignment of mode %s to %r: modes are 0..%d",
+                    key,
+                    name,
+                    len(by_mode) - 1,
+                )
+            elif sound is None:
+                logger.warning(
+                    "skipping the stored assignment of mode %d to %r: no such sound now", mode, name
+                )
+            else:
+                by_mode[mode] = sound
+                logger.info("mode %d plays %s (assigned)", mode, name)
+
+
+def _assigned_to(modes: tuple[int, ...]) -> str:
+    if len(modes) == 1:
+        return f"assigned to mode {modes[0]}"
+    return "assigned to modes " + ", ".join(str(mode) for mode in modes)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a file so that after a crash it holds the old bytes or the new ones, never a mix."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut only once its directory is synced
+    finally:
+        os.close(directory)
