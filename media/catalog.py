@@ -193,7 +193,8 @@ class SoundCatalog:
             replaced = state.uploads.get(name)
             by_mode = tuple(sound if playing is replaced else playing for playing in state.by_mode)
             self._state = _Snapshot(MappingProxyType(uploads), by_mode)
-        logger.info("sound %s %s (%.2f s)", name, "replaced" if replaced else "added", sound.duration)
+        # The API logs the upload with who made it; this line is for debugging the catalog alone.
+        logger.debug("sound %s %s (%.2f s)", name, "replaced" if replaced else "added", sound.duration)
         return replaced is None
 
     def remove(self, name: str) -> None:
