@@ -1,0 +1,570 @@
+"""acp-admin (admin/cli.py): its parsing and formatting without a server, then against the real one."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from admin import cli
+from admin.cli import SseEvent, SseParser
+
+NOW = datetime(2026, 12, 2, 7, 0, 0, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    """A time as the API writes it: UTC, milliseconds, Z."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def a_device(**overrides: Any) -> dict[str, Any]:
+    device: dict[str, Any] = {
+        "device_id": "kitchen",
+        "connected": True,
+        "mode": 2,
+        "desired_mode": None,
+        "status": "playing",
+        "playing": {"sound": "builtin-2", "mode": 2, "since": iso(NOW - timedelta(seconds=5))},
+        "leds": ["#00ff00", "#0050ff", "#000000", "#000000", "#ff6000", "#000001"],
+        "last_seen": iso(NOW - timedelta(seconds=12)),
+        "connected_since": iso(NOW - timedelta(minutes=3)),
+        "peer": "ipv4:127.0.0.1:40604",
+        "tags": ["floor-1", "lobby"],
+    }
+    device.update(overrides)
+    return device
+
+
+def feed_all(parser: SseParser, text: str) -> list[SseEvent]:
+    return list(cli.parse_sse(text.splitlines(keepends=True), parser))
+
+
+# --- server-sent events -------------------------------------------------------------------------
+
+
+def test_sse_event_has_its_type_data_and_id() -> None:
+    events = feed_all(SseParser(), 'id: 7\nevent: device\ndata: {"device_id": "a"}\n\n')
+    assert events == [SseEvent(event="device", data='{"device_id": "a"}', id="7")]
+
+
+def test_sse_data_lines_join_with_newlines() -> None:
+    events = feed_all(SseParser(), "data: one\ndata: two\n\n")
+    assert events[0].data == "one\ntwo"
+
+
+def test_sse_event_type_defaults_to_message() -> None:
+    assert feed_all(SseParser(), "data: x\n\n")[0].event == "message"
+
+
+def test_sse_comment_lines_are_not_events() -> None:
+    assert feed_all(SseParser(), ": keep-alive\n\n: keep-alive\n\n") == []
+
+
+def test_sse_block_without_data_is_not_dispatched_but_its_id_is_kept() -> None:
+    parser = SseParser()
+    assert feed_all(parser, "id: 9\nevent: device\n\n") == []
+    assert parser.last_id == "9"
+
+
+def test_sse_id_carries_over_to_later_events_without_one() -> None:
+    events = feed_all(SseParser(), "id: 3\ndata: a\n\ndata: b\n\n")
+    assert [event.id for event in events] == ["3", "3"]
+
+
+def test_sse_type_does_not_carry_over_to_the_next_event() -> None:
+    events = feed_all(SseParser(), "event: sounds\ndata: a\n\ndata: b\n\n")
+    assert [event.event for event in events] == ["sounds", "message"]
+
+
+def test_sse_only_one_space_after_the_colon_is_dropped() -> None:
+    assert feed_all(SseParser(), "data:  two spaces\n\n")[0].data == " two spaces"
+
+
+def test_sse_field_without_a_space_after_the_colon() -> None:
+    assert feed_all(SseParser(), "data:x\n\n")[0].data == "x"
+
+
+def test_sse_crlf_line_ends() -> None:
+    events = feed_all(SseParser(), "id: 1\r\nevent: reset\r\ndata: {}\r\n\r\n")
+    assert events == [SseEvent(event="reset", data="{}", id="1")]
+
+
+def test_sse_id_containing_nul_is_ignored() -> None:
+    parser = SseParser()
+    feed_all(parser, "id: 4\n\nid: 5\0\ndata: x\n\n")
+    assert parser.last_id == "4"
+
+
+def test_sse_retry_is_remembered_in_milliseconds() -> None:
+    parser = SseParser()
+    feed_all(parser, "retry: 2500\n\n")
+    assert parser.retry_ms == 2500
+
+
+def test_sse_non_numeric_retry_is_ignored() -> None:
+    parser = SseParser()
+    feed_all(parser, "retry: soon\n\n")
+    assert parser.retry_ms is None
+
+
+def test_sse_reset_drops_the_half_received_event_of_a_lost_connection() -> None:
+    parser = SseParser()
+    feed_all(parser, "event: device\ndata: partial\n")
+    parser.reset()
+    assert feed_all(parser, "data: whole\n\n") == [SseEvent(event="message", data="whole", id=None)]
+
+
+def test_sse_unknown_fields_are_ignored() -> None:
+    assert feed_all(SseParser(), "colour: red\ndata: x\n\n")[0].data == "x"
+
+
+# --- times ---------------------------------------------------------------------------------------
+
+
+def test_relative_time_in_seconds() -> None:
+    assert cli.relative_time(iso(NOW - timedelta(seconds=12)), NOW) == "12s ago"
+
+
+def test_relative_time_in_minutes() -> None:
+    assert cli.relative_time(iso(NOW - timedelta(minutes=5, seconds=59)), NOW) == "5m ago"
+
+
+def test_relative_time_in_hours() -> None:
+    assert cli.relative_time(iso(NOW - timedelta(hours=23, minutes=59)), NOW) == "23h ago"
+
+
+def test_relative_time_older_than_a_day_is_an_iso_time() -> None:
+    assert cli.relative_time(iso(NOW - timedelta(days=2)), NOW) == "2026-11-30T07:00:00+00:00"
+
+
+def test_relative_time_slightly_ahead_clock_reads_as_now() -> None:
+    assert cli.relative_time(iso(NOW + timedelta(milliseconds=500)), NOW) == "0s ago"
+
+
+def test_relative_time_in_the_future() -> None:
+    assert cli.relative_time(iso(NOW + timedelta(seconds=30)), NOW) == "in 30s"
+
+
+def test_relative_time_of_nothing_is_never() -> None:
+    assert cli.relative_time(None, NOW) == "never"
+
+
+def test_unparsable_time_is_shown_as_given() -> None:
+    assert cli.relative_time("yesterday", NOW) == "yesterday"
+
+
+def test_parse_time_reads_z_as_utc() -> None:
+    assert cli.parse_time("2026-12-02T07:00:00.123Z") == datetime(2026, 12, 2, 7, 0, 0, 123000, tzinfo=UTC)
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+def test_table_columns_are_aligned_to_the_widest_cell() -> None:
+    text = cli.render_table(("A", "BB"), [["long", "x"], ["s", "yy"]])
+    assert text.splitlines() == ["A     BB", "long  x", "s     yy"]
+
+
+def test_table_lines_have_no_trailing_blanks() -> None:
+    text = cli.render_table(("A", "B"), [["x", ""]])
+    assert all(line == line.rstrip() for line in text.splitlines())
+
+
+def test_device_table_has_the_seven_columns() -> None:
+    header = cli.format_device_list([a_device()], 1, NOW).splitlines()[0]
+    assert header.split() == ["DEVICE", "CONNECTED", "MODE", "STATUS", "PLAYING", "LAST", "SEEN", "TAGS"]
+
+
+def test_device_table_row_shows_the_device() -> None:
+    row = cli.format_device_list([a_device()], 1, NOW).splitlines()[1]
+    assert row.split() == ["kitchen", "yes", "2", "playing", "builtin-2", "12s", "ago", "floor-1,lobby"]
+
+
+def test_device_table_columns_line_up_across_rows() -> None:
+    devices = [a_device(), a_device(device_id="a-much-longer-device-id", connected=False, playing=None)]
+    lines = cli.format_device_list(devices, 2, NOW).splitlines()
+    starts = {line.index("yes") if "yes" in line else line.index("no ") for line in lines[1:3]}
+    assert starts == {lines[0].index("CONNECTED")}
+
+
+def test_offline_device_row_shows_no_and_dash_for_nothing_playing() -> None:
+    device = a_device(connected=False, status="offline", playing=None, tags=[], last_seen=None)
+    assert cli.device_row(device, NOW) == ["kitchen", "no", "2", "offline", "-", "never", "-"]
+
+
+def test_device_table_shows_the_mode_waiting_for_reconnect() -> None:
+    assert cli.device_row(a_device(connected=False, desired_mode=4), NOW)[2] == "2 (->4)"
+
+
+def test_device_table_says_when_more_pages_exist() -> None:
+    assert (
+        cli.format_device_list([a_device()], 250, NOW).splitlines()[-1]
+        == "1 of 250 devices (--all for every one)"
+    )
+
+
+def test_device_table_counts_a_complete_list() -> None:
+    assert cli.format_device_list([a_device(), a_device()], 2, NOW).splitlines()[-1] == "2 devices"
+
+
+def test_empty_device_list_says_so() -> None:
+    assert cli.format_device_list([], 0, NOW) == "no devices match"
+
+
+def test_show_lists_the_six_led_colours() -> None:
+    text = cli.format_device(a_device(), NOW)
+    leds = [line.split() for line in text.splitlines() if line.startswith("led_")]
+    assert leds == [
+        ["led_0", "#00ff00"],
+        ["led_1", "#0050ff"],
+        ["led_2", "#000000"],
+        ["led_3", "#000000"],
+        ["led_4", "#ff6000"],
+        ["led_5", "#000001"],
+    ]
+
+
+def test_show_gives_the_last_seen_time_relative_and_exact() -> None:
+    lines = cli.format_device(a_device(), NOW).splitlines()
+    assert "last seen        12s ago (2026-12-02T06:59:48.000Z)" in lines
+
+
+def test_show_describes_what_plays() -> None:
+    lines = cli.format_device(a_device(), NOW).splitlines()
+    assert "playing          builtin-2 (mode 2, since 5s ago)" in lines
+
+
+def test_show_of_an_offline_device_has_dashes_for_connection_fields() -> None:
+    device = a_device(connected=False, connected_since=None, peer=None, playing=None)
+    pairs = dict(line.split(None, 1) for line in cli.format_device(device, NOW).splitlines() if " " in line)
+    assert (pairs["peer"], pairs["playing"]) == ("-", "-")
+
+
+def test_announce_prints_counts_then_each_device() -> None:
+    reply = {
+        "announcement": 7,
+        "sound": "doorbell",
+        "results": {"b": "offline", "a": "started"},
+        "counts": {"refused": 0, "busy": 0, "offline": 1, "started": 1},
+    }
+    assert cli.format_announce(reply).splitlines() == [
+        "announcement 7: doorbell",
+        "started 1  offline 1  busy 0  refused 0",
+        "DEVICE  RESULT",
+        "a       started",
+        "b       offline",
+    ]
+
+
+def test_sounds_table_then_the_modes() -> None:
+    reply = {
+        "sounds": [
+            {"name": "builtin-0", "source": "built-in", "duration": 2.0, "modes": [0]},
+            {"name": "doorbell", "source": "uploaded", "duration": 1.25, "modes": []},
+        ],
+        "modes": [{"mode": 0, "sound": "builtin-0"}],
+    }
+    assert cli.format_sounds(reply).splitlines() == [
+        "SOUND      SOURCE    DURATION  MODES",
+        "builtin-0  built-in  2.0s      0",
+        "doorbell   uploaded  1.2s      -",
+        "",
+        "MODE  SOUND",
+        "0     builtin-0",
+    ]
+
+
+def test_audit_rows_and_the_way_to_older_entries() -> None:
+    reply = {
+        "entries": [
+            {
+                "id": 12,
+                "at": iso(NOW - timedelta(seconds=3)),
+                "who": "alice",
+                "role": "operator",
+                "action": "announce",
+                "target": {"tag": "lobby"},
+                "devices": ["a", "b", "c", "d", "e"],
+                "result": {"started": 5},
+            }
+        ],
+        "next": 11,
+    }
+    lines = cli.format_audit(reply, NOW).splitlines()
+    assert lines[1].split() == [
+        "12",
+        "3s",
+        "ago",
+        "alice",
+        "operator",
+        "announce",
+        "tag=lobby",
+        "a,b,c",
+        "+2",
+        "started=5",
+    ]
+    assert lines[-1] == "older entries: --before 11"
+
+
+def test_empty_audit_says_so() -> None:
+    assert cli.format_audit({"entries": [], "next": None}, NOW) == "no audit entries"
+
+
+# --- events as lines -----------------------------------------------------------------------------
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def test_device_event_line_has_time_type_device_and_leds() -> None:
+    event = SseEvent(event="device", data=json.dumps(a_device()), id="3")
+    assert cli.format_event(event, NOW) == (
+        f"{stamp(NOW)} device kitchen online mode 2 playing playing builtin-2 "
+        "leds #00ff00 #0050ff #000000 #000000 #ff6000 #000001 tags floor-1,lobby"
+    )
+
+
+def test_offline_device_event_says_offline() -> None:
+    data = a_device(connected=False, status="offline", playing=None, tags=[])
+    line = cli.format_event(SseEvent(event="device", data=json.dumps(data), id="3"), NOW)
+    assert line.split()[3:7] == ["offline", "mode", "2", "offline"]
+
+
+def test_announcement_event_line_has_no_device() -> None:
+    data = {
+        "announcement": 7,
+        "sound": "doorbell",
+        "counts": {"started": 2, "offline": 0, "busy": 1, "refused": 0},
+    }
+    line = cli.format_event(SseEvent(event="announcement", data=json.dumps(data), id="4"), NOW)
+    assert line == f"{stamp(NOW)} announcement - #7 doorbell started 2  offline 0  busy 1  refused 0"
+
+
+def test_sounds_event_line_counts_sounds_and_lists_modes() -> None:
+    data = {
+        "sounds": [{"name": "a"}, {"name": "b"}],
+        "modes": [{"mode": 0, "sound": "a"}, {"mode": 1, "sound": "b"}],
+    }
+    line = cli.format_event(SseEvent(event="sounds", data=json.dumps(data), id="5"), NOW)
+    assert line == f"{stamp(NOW)} sounds - 2 sounds; modes 0=a 1=b"
+
+
+def test_reset_event_line_says_to_list_again() -> None:
+    line = cli.format_event(SseEvent(event="reset", data="{}", id="6"), NOW)
+    assert line == f"{stamp(NOW)} reset - events were missed; run 'list' again for the current state"
+
+
+def test_unknown_event_line_shows_its_data() -> None:
+    line = cli.format_event(SseEvent(event="future", data="not json", id=None), NOW)
+    assert line == f"{stamp(NOW)} future - not json"
+
+
+def test_event_json_line_has_numeric_id_type_and_parsed_data() -> None:
+    line = cli.event_json(SseEvent(event="device", data='{"device_id": "a"}', id="12"))
+    assert json.loads(line) == {"id": 12, "event": "device", "data": {"device_id": "a"}}
+
+
+# --- errors, tokens, uploads ---------------------------------------------------------------------
+
+
+def test_error_message_carries_the_detail() -> None:
+    assert cli.error_message(404, b'{"detail": "no device kitchen"}', False) == "HTTP 404: no device kitchen"
+
+
+def test_error_message_names_each_bad_field_of_a_422() -> None:
+    body = json.dumps({"detail": "invalid", "errors": [{"field": "body.mode", "message": "out of range"}]})
+    assert cli.error_message(422, body.encode(), False) == "HTTP 422: invalid (body.mode: out of range)"
+
+
+def test_error_message_for_401_without_a_token_says_to_pass_one() -> None:
+    message = cli.error_message(401, b'{"detail": "token required"}', False)
+    assert (
+        message
+        == "HTTP 401: token required; the server needs a token: pass --token-file FILE or set $ACP_ADMIN_TOKEN"
+    )
+
+
+def test_error_message_for_401_with_a_token_says_it_was_refused() -> None:
+    message = cli.error_message(401, b'{"detail": "bad token"}', True)
+    assert "the token was refused" in message
+    assert "--token-file" in message
+
+
+def test_error_message_of_a_non_json_body_shows_the_text() -> None:
+    assert cli.error_message(502, b"<html>Bad Gateway</html>", False) == "HTTP 502: <html>Bad Gateway</html>"
+
+
+def test_error_message_of_an_empty_body_uses_the_reason_phrase() -> None:
+    assert cli.error_message(503, b"", False) == "HTTP 503: Service Unavailable"
+
+
+def test_token_file_first_line_is_the_token() -> None:
+    assert cli.read_token("\n  s3cret  \nother\n") == "s3cret"
+
+
+def test_token_file_line_may_name_the_token_as_the_server_file_does() -> None:
+    assert cli.read_token("alice:s3cret\n") == "s3cret"
+
+
+def test_empty_token_file_is_an_error() -> None:
+    with pytest.raises(cli.CliError, match="no token"):
+        cli.read_token("\n \n")
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("bell.mp3", "audio/mpeg"),
+        ("bell.wav", "audio/x-wav"),
+        ("bell.unknownext", "application/octet-stream"),
+        ("bell", "application/octet-stream"),
+        ("bell.wav.gz", "application/octet-stream"),
+        ("bell.txt", "application/octet-stream"),
+    ],
+)
+def test_upload_content_type_is_guessed_from_the_extension(path: str, content_type: str) -> None:
+    assert cli.upload_type(path) == content_type
+
+
+# --- arguments -----------------------------------------------------------------------------------
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert cli.main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "required" in usage_error([], capsys)
+
+
+def test_connected_and_offline_together_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not allowed with" in usage_error(["list", "--connected", "--offline"], capsys)
+
+
+def test_limit_and_all_together_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not allowed with" in usage_error(["list", "--limit", "5", "--all"], capsys)
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "many"])
+def test_limit_outside_1_to_1000_is_a_usage_error(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--limit" in usage_error(["list", "--limit", limit], capsys)
+
+
+def test_announce_without_a_target_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "one of the arguments --devices --tag --all is required" in usage_error(
+        ["announce", "bell"], capsys
+    )
+
+
+def test_announce_with_two_targets_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not allowed with" in usage_error(["announce", "bell", "--tag", "x", "--all"], capsys)
+
+
+def test_announce_devices_that_name_nothing_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "names no device" in usage_error(["announce", "bell", "--devices", " , "], capsys)
+
+
+def test_announce_devices_split_on_commas() -> None:
+    args = cli.parse_args(["announce", "bell", "--devices", "a, b,,c"])
+    assert args.devices == ["a", "b", "c"]
+
+
+def test_play_with_mode_and_sound_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not allowed with" in usage_error(["play", "kitchen", "--mode", "1", "--sound", "bell"], capsys)
+
+
+def test_mode_must_be_a_number(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "invalid" in usage_error(["mode", "kitchen", "three"], capsys)
+
+
+def test_tags_without_tags_or_clear_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--clear" in usage_error(["tags", "kitchen"], capsys)
+
+
+def test_tags_and_clear_together_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--clear" in usage_error(["tags", "kitchen", "a", "--clear"], capsys)
+
+
+def test_sounds_needs_an_action(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "required" in usage_error(["sounds"], capsys)
+
+
+def test_url_must_be_http(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--url must start with http://" in usage_error(["--url", "ftp://x", "list"], capsys)
+
+
+def test_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--timeout" in usage_error(["--timeout", "0", "list"], capsys)
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    assert "acp-admin" in capsys.readouterr().out
+
+
+def test_url_defaults_to_loopback_8080(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cli.URL_ENV, raising=False)
+    assert cli.parse_args(["list"]).url == "http://127.0.0.1:8080"
+
+
+def test_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cli.URL_ENV, "http://acp.example:9000/")
+    assert cli.parse_args(["list"]).url == "http://acp.example:9000"
+
+
+def test_url_option_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cli.URL_ENV, "http://acp.example:9000")
+    assert cli.parse_args(["--url", "http://127.0.0.1:1", "list"]).url == "http://127.0.0.1:1"
+
+
+def test_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cli.TOKEN_ENV, "from-env")
+    assert cli.resolve_token(None) == "from-env"
+
+
+def test_token_file_beats_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(cli.TOKEN_ENV, "from-env")
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert cli.resolve_token(str(token_file)) == "from-file"
+
+
+def test_no_token_anywhere_sends_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cli.TOKEN_ENV, raising=False)
+    assert cli.resolve_token(None) is None
+
+
+# --- failures that need no server ----------------------------------------------------------------
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_unreachable_server_exits_1_naming_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{unused_port()}"
+    assert cli.main(["--url", url, "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot reach the server at {url}: ")
+
+
+def test_unreadable_token_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing"
+    assert cli.main(["--token-file", str(missing), "list"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot read the token file {missing}")
+
+
+def test_tail_that_cannot_connect_the_first_time_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{unused_port()}"
+    assert cli.main(["--url", url, "tail"]) == 1
+    assert "cannot reach the server at" in capsys.readouterr().err
