@@ -50,6 +50,12 @@ class ServerConfig:
     event_burst: int = 40
     event_abuse_seconds: float = 10.0
     metrics_port: int = 9095
+    admin_port: int = 8080
+    admin_token_file: Path | None = None
+    admin_readonly_token_file: Path | None = None
+    admin_allowed_hosts: str = ""
+    admin_allowed_origins: str = ""
+    admin_max_upload_mb: float = 20.0
     keepalive_time: float = 20.0
     keepalive_timeout: float = 10.0
     min_client_ping_interval: float = 10.0
@@ -64,6 +70,11 @@ class ServerConfig:
     def loopback_only(self) -> bool:
         host = self.host.strip("[]")
         return host in ("localhost", "::1") or host.startswith("127.")
+
+    @property
+    def admin_host(self) -> str:
+        """Without a token the operator API is for this machine only."""
+        return self.host if self.admin_token_file is not None else "127.0.0.1"
 
     @property
     def address(self) -> str:
@@ -99,6 +110,14 @@ class ServerConfig:
             raise ValueError(f"the connect queue limit must be 1..60000 ms, not {self.connect_queue_ms}")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port must be -1 (off) or 0..65535, not {self.metrics_port}")
+        if not -1 <= self.admin_port <= 65535:
+            raise ValueError(f"admin port must be -1 (off) or 0..65535, not {self.admin_port}")
+        if self.admin_readonly_token_file is not None and self.admin_token_file is None:
+            raise ValueError(
+                "a read-only admin token (--admin-readonly-token-file) needs --admin-token-file too"
+            )
+        if not 0 < self.admin_max_upload_mb <= 1000:
+            raise ValueError(f"the upload limit must be > 0 and <= 1000 MB, not {self.admin_max_upload_mb}")
         if not 1 <= self.keepalive_time <= 3600 or not 1 <= self.keepalive_timeout <= 600:
             raise ValueError("keep-alive time must be 1..3600 s and its timeout 1..600 s")
         if self.min_client_ping_interval < 1:
@@ -201,6 +220,38 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         int,
         "Prometheus metrics HTTP port (0 picks a free one, -1 turns it off)",
     ),
+    (
+        "admin_port",
+        "ACP_ADMIN_PORT",
+        int,
+        "operator API and dashboard HTTP port (0 picks a free one, -1 turns it off)",
+    ),
+    (
+        "admin_token_file",
+        "ACP_ADMIN_TOKEN_FILE",
+        Path,
+        "file of operator bearer tokens (one per line, NAME:TOKEN); without it the admin port binds"
+        " 127.0.0.1 only",
+    ),
+    (
+        "admin_readonly_token_file",
+        "ACP_ADMIN_READONLY_TOKEN_FILE",
+        Path,
+        "file of read-only bearer tokens: they may read the API but not act",
+    ),
+    (
+        "admin_allowed_hosts",
+        "ACP_ADMIN_ALLOWED_HOSTS",
+        str,
+        "comma-separated host names the admin API answers to besides its own (a proxy in front)",
+    ),
+    (
+        "admin_allowed_origins",
+        "ACP_ADMIN_ALLOWED_ORIGINS",
+        str,
+        "comma-separated origins (scheme://host[:port]) actions may come from besides the API's own",
+    ),
+    ("admin_max_upload_mb", "ACP_ADMIN_MAX_UPLOAD_MB", float, "largest sound file an upload may be, in MB"),
     ("keepalive_time", "ACP_KEEPALIVE_TIME", float, "seconds between keep-alive pings to each device"),
     (
         "keepalive_timeout",

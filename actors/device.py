@@ -89,7 +89,7 @@ class DeviceActor(PooledActor):
         self._observer = observer or FleetObserver()
         self._store = store
         self._admission = admission or StreamAdmission()
-        self._news = news or FleetListener()
+        self._news = news if news is not None else FleetListener()
         self._sound: str | None = None
         """The name of the sound playing now."""
         self._refusals = 0
@@ -187,8 +187,8 @@ class DeviceActor(PooledActor):
         """An operator's command: decided as a press is, answered once what it changed is saved."""
         replied = False
         try:
-            unknown_sound = isinstance(command, PlaySound) and command.sound is not None
-            if unknown_sound and self._library.named(command.sound or "") is None:
+            wanted = command.sound if isinstance(command, PlaySound) else None
+            if wanted is not None and self._library.named(wanted) is None:
                 replied = True
                 reply(CommandResult(CommandOutcome.INVALID, self.state))
                 return

@@ -113,7 +113,7 @@ class SupervisorActor(PooledActor):
     ) -> None:
         super().__init__(runtime)
         self._library = library
-        self._news = news or FleetListener()
+        self._news = news if news is not None else FleetListener()
         self._store = store
         self._link_factory = link_factory
         self._policy = policy or SupervisorPolicy()

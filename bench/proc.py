@@ -219,6 +219,8 @@ def server_command(
     project = [sys.executable, "-m", "actors.main", "--host", "127.0.0.1", "--metrics-port", "-1", *common]
     if project_supports("state_db"):
         project += ["--state-db", ":memory:"]
+    if project_supports("admin_port"):
+        project += ["--admin-port", "-1"]
     return [*project, *extra]
 
 

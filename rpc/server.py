@@ -25,7 +25,15 @@ from actors.messages import Drain
 from actors.runtime import ActorRuntime
 from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
+from admin.access import AccessPolicy, Tokens
+from admin.app import OperatorSurface, create_app
+from admin.audit import AuditLog, open_audit_log
+from admin.commands import FleetCommands
+from admin.events import EventHub
+from admin.fleetview import FleetView
+from admin.server import AdminServer
 from media.admission import AdmissionPolicy, StreamAdmission
+from media.catalog import SoundCatalog
 from media.library import SoundLibrary, build_library
 from media.transport import AudioTransport
 from rpc import comms_pb2 as pb
@@ -72,6 +80,9 @@ class ControlPlane:
         self.config = config
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
         self.store: StateStore = store or open_store(config.state_db)
+        self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
+        self.admin_tokens = Tokens.from_files(config.admin_token_file, config.admin_readonly_token_file)
+        self.audit: AuditLog = open_audit_log(config.state_db)
         self.metrics = Metrics()
         self.admission = StreamAdmission(
             AdmissionPolicy(
@@ -89,6 +100,10 @@ class ControlPlane:
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.admin_port: int | None = None
+        self.fleet: FleetView | None = None
+        self.events: EventHub | None = None
+        self._admin: AdminServer | None = None
         self._server: grpc.aio.Server | None = None
         self._supervisor: pykka.ActorRef[Any] | None = None
         self._runtime: ActorRuntime | None = None
@@ -118,16 +133,38 @@ class ControlPlane:
         runtime = ActorRuntime(loop, name="actors")
         commits = GroupCommit(self.store, runtime.call_soon)
         self.metrics.watch_commits(commits)
+        events = EventHub(time.time)
+        fleet = FleetView(events, time.time, loop)
+        fleet.load(self.store.records())
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
-            link = GrpcDeviceLink(device_id, peer, loop, transport, tracks, self.metrics)
+            link = GrpcDeviceLink(device_id, peer, loop, transport, tracks, self.metrics, fleet.leds_shown)
             self._links.add(link)
             return link
 
         policy = SupervisorPolicy(max_devices=self.config.max_devices)
         supervisor = SupervisorActor.start(
-            runtime, self.library, commits, link_factory, policy, self.metrics, admission
+            runtime, self.sounds, commits, link_factory, policy, self.metrics, admission, fleet
         )
+        admin = None
+        if self.config.admin_port >= 0:
+            surface = OperatorSurface(
+                fleet,
+                events,
+                FleetCommands(supervisor, loop),
+                self.store,
+                self.audit,
+                self.sounds,
+                time.time,
+                int(self.config.admin_max_upload_mb * 1_000_000),
+            )
+            access = AccessPolicy.for_listener(
+                self.admin_tokens,
+                self.config.admin_host,
+                self.config.admin_allowed_hosts.split(","),
+                self.config.admin_allowed_origins.split(","),
+            )
+            admin = AdminServer(create_app(surface, access), self.config.admin_host, self.config.admin_port)
         server = grpc.aio.server(options=grpc_options(self.config))
         add_device_service(
             DeviceService(
@@ -157,7 +194,13 @@ class ControlPlane:
                     registry=self.metrics.registry,
                 )
                 self.metrics_port = self._metrics_server.server_port
+            if admin is not None:
+                self.admin_port = await admin.start()
         except Exception:
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
+                self._metrics_server = None
             await server.stop(None)
             await asyncio.to_thread(runtime.shutdown)
             commits.close()
@@ -172,6 +215,14 @@ class ControlPlane:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._transport, self._supervisor, self._server, self.port = transport, supervisor, server, port
         self._runtime, self._commits = runtime, commits
+        self.fleet, self.events, self._admin = fleet, events, admin
+        if admin is not None and not self.admin_tokens.required:
+            logger.info(
+                "operator API and dashboard on http://127.0.0.1:%d/ (loopback only: no --admin-token-file)",
+                self.admin_port,
+            )
+        elif admin is not None:
+            logger.info("operator API and dashboard on port %d (bearer token required)", self.admin_port)
         self._cpu_watch = loop.create_task(_watch_cpu(admission), name="admission-cpu")
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
@@ -205,6 +256,8 @@ class ControlPlane:
         connected = sum(1 for link in list(self._links) if link.end is None)
         logger.info("draining %s (grace %.1f s)", _devices(connected), grace)
         await self.health.enter_graceful_shutdown()
+        if self.fleet is not None:
+            self.fleet.server_leaving()
         supervisor.tell(Drain())
         await self._settle(loop.time() + grace * DRAIN_SETTLE_SHARE)
         try:
@@ -220,6 +273,12 @@ class ControlPlane:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
         commits.close()
+        if self.events is not None:
+            self.events.close()
+        if self._admin is not None:  # last: operators watch the drain until the end
+            await self._admin.stop()
+            self._admin = None
+        self.audit.close()
         self._stopped.set()
         logger.info("stopped")
 
@@ -263,6 +322,11 @@ async def _watch_cpu(admission: StreamAdmission) -> None:
                 max((now_thread - thread) / elapsed, (now_process - process) / elapsed / cores)
             )
         wall, process, thread = now_wall, now_process, now_thread
+
+
+def sound_shelf(state_db: str) -> Path | None:
+    """Uploaded sounds live beside the state store; a server that keeps no state keeps none."""
+    return None if state_db == ":memory:" else Path(state_db).parent / "sounds"
 
 
 def _devices(count: int) -> str:

@@ -16,7 +16,7 @@ from rpc.server import ControlPlane
 from simulator import Leds
 
 TEST_CONFIG = ServerConfig(
-    host="127.0.0.1", port=0, metrics_port=0, state_db=":memory:", preroll_ms=100, grace=1.0
+    host="127.0.0.1", port=0, metrics_port=0, admin_port=-1, state_db=":memory:", preroll_ms=100, grace=1.0
 )
 
 

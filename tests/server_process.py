@@ -10,7 +10,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE_ARGS = ("--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--state-db", ":memory:")
+BASE_ARGS = (
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--metrics-port",
+    "-1",
+    "--admin-port",
+    "-1",
+    "--state-db",
+    ":memory:",
+)
 
 
 class ServerProcess:

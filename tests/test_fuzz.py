@@ -35,7 +35,14 @@ class ServerThread:
     def __init__(self, library: SoundLibrary) -> None:
         self.loop = asyncio.new_event_loop()
         self.plane = ControlPlane(
-            ServerConfig(host="127.0.0.1", port=0, metrics_port=-1, state_db=":memory:", event_burst=1000),
+            ServerConfig(
+                host="127.0.0.1",
+                port=0,
+                metrics_port=-1,
+                admin_port=-1,
+                state_db=":memory:",
+                event_burst=1000,
+            ),
             library,
         )
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

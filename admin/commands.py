@@ -1,0 +1,71 @@
+"""Operators' commands, from the loop's side: awaitable, routed by the supervisor like a press.
+
+The supervisor answers through a reply callable (it never blocks on its caller); the reply
+resolves an asyncio future on the loop. Bulk commands go out in batches, each after the
+previous one has been answered, so 10,000 of them interleave with device traffic instead
+of filling the actors' inboxes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pykka
+
+from actors.messages import CommandOutcome, CommandResult, RouteCommand
+from actors.state import Command
+from rpc.loopcall import call_on_loop
+
+BATCH = 100
+"""Commands in flight at once in a bulk action."""
+
+COMMAND_TIMEOUT = 5.0
+
+
+class FleetCommands:
+    def __init__(
+        self,
+        supervisor: pykka.ActorRef[Any],
+        loop: asyncio.AbstractEventLoop,
+        timeout: float = COMMAND_TIMEOUT,
+        batch: int = BATCH,
+    ) -> None:
+        self._supervisor = supervisor
+        self._loop = loop
+        self._timeout = timeout
+        self._batch = batch
+
+    async def send(self, device_id: str, command: Command) -> CommandResult:
+        """FAILED when the device's actor cannot answer in time (or the server is stopping)."""
+        future: asyncio.Future[CommandResult] = self._loop.create_future()
+        loop = self._loop
+
+        def reply(result: CommandResult) -> None:
+            call_on_loop(loop, _resolve, future, result)
+
+        try:
+            self._supervisor.tell(RouteCommand(device_id, command, reply))
+        except pykka.ActorDeadError:
+            return CommandResult(CommandOutcome.FAILED)
+        expiry = loop.call_later(self._timeout, _resolve, future, CommandResult(CommandOutcome.FAILED))
+        try:
+            return await future
+        finally:
+            expiry.cancel()
+
+    async def send_many(
+        self, device_ids: Sequence[str], command: Callable[[str], Command]
+    ) -> dict[str, CommandResult]:
+        results: dict[str, CommandResult] = {}
+        for start in range(0, len(device_ids), self._batch):
+            batch = device_ids[start : start + self._batch]
+            answers = await asyncio.gather(*(self.send(device_id, command(device_id)) for device_id in batch))
+            results.update(zip(batch, answers, strict=True))
+        return results
+
+
+def _resolve(future: asyncio.Future[CommandResult], result: CommandResult) -> None:
+    if not future.done():
+        future.set_result(result)

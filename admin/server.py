@@ -1,0 +1,69 @@
+"""The admin listener's lifecycle: uvicorn serving the operator app on the server's own loop.
+
+Started after the gRPC server and stopped last, so the operator sees the drain happen.
+uvicorn's ``serve()`` would install its own signal handlers over the server's; its parts
+(startup, the tick loop, shutdown) are run here in order instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 1
+"""How long open requests get to finish once the admin listener stops."""
+
+
+class AdminServer:
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        self._config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            server_header=False,
+        )
+        self._host = host.strip("[]")
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._socket: socket.socket | None = None
+        self._ticks: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        """Binds now, so a port already taken fails the server's start, naming the port."""
+        config = self._config
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        try:
+            sock = socket.create_server(
+                (self._host, self._port), family=family, dualstack_ipv6=self._host == "::"
+            )
+        except OSError as error:
+            raise OSError(
+                f"cannot listen for the admin API on {self._host}:{self._port}: {error.strerror}"
+            ) from None
+        sock.setblocking(False)
+        await server.startup(sockets=[sock])
+        self._server, self._socket = server, sock
+        self.port = int(sock.getsockname()[1])
+        self._ticks = asyncio.get_running_loop().create_task(server.main_loop(), name="admin-http")
+        return self.port
+
+    async def stop(self) -> None:
+        server, sock, ticks = self._server, self._socket, self._ticks
+        if server is None or sock is None or ticks is None:
+            return
+        self._server = self._socket = self._ticks = None
+        server.should_exit = True
+        await ticks
+        await server.shutdown(sockets=[sock])
