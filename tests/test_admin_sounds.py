@@ -33,9 +33,8 @@ def test_an_uploaded_sound_assigned_to_a_mode_is_what_play_streams(
         async with operated(library) as op, op.device("kitchen") as kitchen:
             created = await op.http.put("/api/sounds/bell", content=bell, headers=WAV)
             assert created.status_code == 201
-            assert created.json()["source"] == "uploaded" and created.json()["duration"] == pytest.approx(
-                1.2, abs=0.01
-            )
+            assert created.json()["source"] == "uploaded"
+            assert created.json()["duration"] == pytest.approx(1.2, abs=0.01)
             assigned = await op.http.put("/api/modes/0", json={"sound": "bell"})
             assert assigned.json() == {"mode": 0, "sound": "bell"}
             assert await kitchen.press(Button.PLAY)
@@ -123,7 +122,8 @@ def test_a_sound_a_mode_plays_cannot_be_deleted_until_another_is_assigned(
             await upload(op, "bell", bell)
             await op.http.put("/api/modes/1", json={"sound": "bell"})
             refused = await op.http.delete("/api/sounds/bell")
-            assert refused.status_code == 409 and "mode 1" in refused.json()["detail"]
+            assert refused.status_code == 409
+            assert "mode 1" in refused.json()["detail"]
             await op.http.put("/api/modes/1", json={"sound": "builtin-1"})
             assert (await op.http.delete("/api/sounds/bell")).status_code == 204
             assert (await op.http.delete("/api/sounds/bell")).status_code == 404

@@ -1,0 +1,142 @@
+"""Live events over HTTP: what an open dashboard hears as devices change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from media.library import SoundLibrary
+from simulator import Button
+from tests.admin_live import Operated, operated
+from tests.live import run
+
+Event = tuple[int, str, dict[str, Any]]
+
+
+async def events(http: httpx.AsyncClient, headers: dict[str, str] | None = None) -> AsyncIterator[Event]:
+    """Parses the stream as a browser would: id, event and data lines, a blank line ends each."""
+    async with http.stream("GET", "/api/events", headers=headers or {}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if line == "":
+                if "event" in fields:
+                    yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+
+
+async def first(stream: AsyncIterator[Event], wanted: Callable[[Event], bool], timeout: float = 5) -> Event:
+    async with asyncio.timeout(timeout):
+        async for event in stream:
+            if wanted(event):
+                return event
+    raise AssertionError("the stream ended")
+
+
+def about(device_id: str, condition: Callable[[dict[str, Any]], bool]) -> Callable[[Event], bool]:
+    return lambda e: e[1] == "device" and e[2]["device_id"] == device_id and condition(e[2])
+
+
+async def since_now(op: Operated) -> AsyncIterator[Event]:
+    """A reader that misses nothing from this moment on, however late its GET is answered: it
+    resumes from the event id the listing reflects, as the dashboard does."""
+    listing = (await op.http.get("/api/devices")).json()
+    return events(op.http, {"Last-Event-ID": str(listing["event_id"])})
+
+
+async def until_readers(op: Operated, count: int) -> None:
+    assert op.plane.events is not None
+    async with asyncio.timeout(5):
+        while op.plane.events.readers != count:
+            await asyncio.sleep(0.01)
+
+
+def test_a_reader_hears_a_device_connect_change_mode_and_disconnect(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            stream = await since_now(op)
+            kitchen = op.device("kitchen")
+            await kitchen.connect()
+            await first(stream, about("kitchen", lambda d: d["connected"]))
+            await kitchen.press(Button.MODE)
+            _, _, changed = await first(stream, about("kitchen", lambda d: d["mode"] == 1))
+            assert changed["connected"] is True
+            await kitchen.disconnect()
+            await first(stream, about("kitchen", lambda d: not d["connected"] and d["status"] == "offline"))
+
+    run(scenario)
+
+
+def test_a_reader_hears_playback_start_and_end(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            stream = await since_now(op)
+            await kitchen.press(Button.PLAY)
+            _, _, playing = await first(stream, about("kitchen", lambda d: d["playing"] is not None))
+            assert playing["playing"]["sound"] == "builtin-0"
+            assert playing["status"] == "playing"
+            await first(stream, about("kitchen", lambda d: d["playing"] is None), timeout=10)
+
+    run(scenario)
+
+
+def test_last_event_id_resumes_after_the_event_named(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            stream = await since_now(op)
+            await kitchen.press(Button.MODE)
+            seen, _, _ = await first(stream, about("kitchen", lambda d: d["mode"] == 1))
+            await stream.aclose()  # type: ignore[attr-defined]
+            await kitchen.press(Button.MODE)  # while no reader is connected
+            await op.until_device("kitchen", lambda d: d["mode"] == 2)
+            resumed = events(op.http, {"Last-Event-ID": str(seen)})
+            event_id, _, missed = await first(resumed, about("kitchen", lambda d: True))
+            assert event_id > seen
+            assert missed["mode"] == 2
+
+    run(scenario)
+
+
+def test_an_announcement_and_a_sound_change_are_events(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            stream = await since_now(op)
+            await op.post("/api/announce", {"sound": "builtin-1", "target": {"all": True}})
+            _, _, announced = await first(stream, lambda e: e[1] == "announcement")
+            assert announced["sound"] == "builtin-1"
+            assert announced["counts"]["started"] == 1
+            await op.http.put("/api/modes/0", json={"sound": "builtin-2"})
+            _, _, sounds = await first(stream, lambda e: e[1] == "sounds")
+            assert {"mode": 0, "sound": "builtin-2"} in sounds["modes"]
+
+    run(scenario)
+
+
+def test_a_malformed_last_event_id_is_422(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            response = await op.http.get("/api/events", headers={"Last-Event-ID": "soon"})
+            assert response.status_code == 422
+
+    run(scenario)
+
+
+def test_stopping_the_server_ends_the_stream_of_a_connected_reader(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            reader = asyncio.ensure_future(first(events(op.http), lambda e: False, timeout=30))
+            await until_readers(op, 1)
+            await op.plane.stop(grace=1.0)
+            with pytest.raises(AssertionError, match="the stream ended"):
+                await reader
+
+    run(scenario)
