@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The control plane as a container: python -m actors.main on :50051, metrics on :9095.
+# The control plane as a container: python -m actors.main on :50051, metrics on :9095, the
+# operator API and dashboard on :8080 (reachable from outside only with ACP_ADMIN_TOKEN_FILE set).
 # Build: docker build -t audio-control-plane . (BASE_IMAGE picks the slim Python base).
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -11,6 +12,7 @@ COPY pyproject.toml setup.cfg README.md comms.proto ./
 COPY actors/ actors/
 COPY rpc/ rpc/
 COPY media/ media/
+COPY admin/ admin/
 COPY simulator/ simulator/
 RUN /opt/acp/bin/pip install . && /opt/acp/bin/python -m compileall -q /opt/acp
 
@@ -27,11 +29,12 @@ ENV PATH=/opt/acp/bin:$PATH \
     ACP_HOST=[::] \
     ACP_PORT=50051 \
     ACP_METRICS_PORT=9095 \
+    ACP_ADMIN_PORT=8080 \
     ACP_STATE_DB=/var/lib/acp/devices.sqlite3
 WORKDIR /opt/acp
 USER 10001:10001
 VOLUME ["/var/lib/acp"]
-EXPOSE 50051 9095
+EXPOSE 50051 9095 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 CMD ["python", "-m", "rpc.healthcheck"]
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "actors.main"]

@@ -60,3 +60,17 @@ def test_the_config_map_holds_valid_server_settings() -> None:
     config = parse_config([], config_map["data"])
     assert isinstance(config, ServerConfig)
     assert config.sounds_dir == Path("/sounds")
+
+
+def test_the_admin_api_is_exposed_only_with_tokens_from_a_secret() -> None:
+    [deployment] = by_kind("Deployment")
+    [config_map] = by_kind("ConfigMap")
+    config = parse_config([], config_map["data"])
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert {"name": "admin", "containerPort": config.admin_port, "protocol": "TCP"} in container["ports"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    secrets = {volume["name"]: volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
+    assert secrets == {"admin-tokens": "audio-control-plane-admin"}
+    assert config.admin_token_file is not None
+    assert config.admin_token_file.parent == Path(mounts["admin-tokens"])
