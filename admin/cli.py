@@ -606,7 +606,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch_all_devices(client: Client, query: dict[str, str]) -> Json:
+def fetch_all_devices(client: Client, query: dict[str, str], page_size: int = PAGE_LIMIT) -> Json:
     """Every page, joined into one reply.
 
     ``event_id`` is the first page's: the earliest, so subscribing from it misses no event
@@ -617,7 +617,7 @@ def fetch_all_devices(client: Client, query: dict[str, str]) -> Json:
     first_event_id: Any = None
     total: Any = None
     while True:
-        page_query = dict(query, limit=str(PAGE_LIMIT))
+        page_query = dict(query, limit=str(page_size))
         if after is not None:
             page_query["after"] = after
         page = client.call("GET", "/api/devices", query=page_query).body

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actors.leds import STATUS_IDLE, mode_leds
 from admin import cli
 from admin.cli import SseEvent, SseParser
+from admin.fleetview import hex_colour
+from media.library import SoundLibrary
+from simulator import Button
+from tests.admin_live import Operated, operated
+from tests.audio_files import write_tone
+from tests.live import run, shows
 
 NOW = datetime(2026, 12, 2, 7, 0, 0, tzinfo=UTC)
 
@@ -568,3 +582,610 @@ def test_tail_that_cannot_connect_the_first_time_exits_1(capsys: pytest.CaptureF
     url = f"http://127.0.0.1:{unused_port()}"
     assert cli.main(["--url", url, "tail"]) == 1
     assert "cannot reach the server at" in capsys.readouterr().err
+
+
+# --- against the real server: in-process, simulated devices over real gRPC -----------------------
+#
+# The server runs on the scenario's event loop; the CLI's main() runs in a worker thread (it
+# blocks, as it does for an operator), or as its own process for tail, which ends by Ctrl-C.
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_TOKEN = "operator-secret-0123456789"
+READONLY_TOKEN = "readonly-secret-0123456789"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}  # the test's own view of the server
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+async def acp(op: Operated, capsys: pytest.CaptureFixture[str], *argv: str, url: str | None = None) -> Ran:
+    """acp-admin run against the live server, off the loop so the server keeps serving."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, ["--url", url or op.url, *argv])
+    captured = capsys.readouterr()
+    return Ran(code, captured.out, captured.err)
+
+
+async def connected(op: Operated, device_id: str) -> dict[str, Any]:
+    """Until the API shows the device connected with the LEDs of its mode confirmed."""
+    return await op.until_device(
+        device_id, lambda d: d["connected"] and d["leds"][1:] == [hex_colour(c) for c in idle_in(d["mode"])]
+    )
+
+
+def idle_in(mode: int) -> tuple[int, int, int, int, int]:
+    return (STATUS_IDLE.rgba, *mode_leds(mode))
+
+
+def token_files(tmp_path: Path) -> dict[str, Any]:
+    operator, readonly = tmp_path / "operator.tokens", tmp_path / "readonly.tokens"
+    operator.write_text(f"alice:{OPERATOR_TOKEN}\n")
+    readonly.write_text(f"{READONLY_TOKEN}\n")
+    return {"admin_token_file": operator, "admin_readonly_token_file": readonly}
+
+
+def token_file(tmp_path: Path, token: str) -> str:
+    path = tmp_path / "my.token"
+    path.write_text(token + "\n")
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's own $ACP_ADMIN_TOKEN must not leak into the tests."""
+    monkeypatch.delenv(cli.TOKEN_ENV, raising=False)
+
+
+def test_list_shows_a_connected_simulated_device(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "list")
+            assert ran.code == 0, ran.err
+            lines = ran.out.splitlines()
+            assert lines[0].split()[:3] == ["DEVICE", "CONNECTED", "MODE"]
+            assert lines[1].split()[:4] == ["kitchen", "yes", "0", "idle"]
+            assert lines[-1] == "1 device"
+
+    run(scenario)
+
+
+def test_list_json_prints_the_servers_reply(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "--json", "list")
+            reply = json.loads(ran.out)
+            assert [d["device_id"] for d in reply["devices"]] == ["kitchen"]
+            assert reply["total"] == 1
+
+    run(scenario)
+
+
+def test_list_offline_shows_only_disconnected_devices(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            async with op.device("hall"):
+                await connected(op, "hall")
+            await op.until_device("hall", lambda d: not d["connected"])
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "list", "--offline")
+            assert [line.split()[0] for line in ran.out.splitlines()[1:-1]] == ["hall"]
+
+    run(scenario)
+
+
+def test_every_page_is_fetched_for_all(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            devices = [op.device(f"dev-{n}") for n in range(5)]
+            for dev in devices:
+                await dev.connect()
+            for dev in devices:
+                await connected(op, dev.device_id)
+            client = cli.Client(op.url, None, 10)
+            reply = await asyncio.to_thread(cli.fetch_all_devices, client, {}, 2)
+            assert [d["device_id"] for d in reply["devices"]] == [f"dev-{n}" for n in range(5)]
+            assert reply["total"] == 5
+            assert reply["next"] is None
+            for dev in devices:
+                await dev.disconnect()
+
+    run(scenario)
+
+
+def test_show_lists_the_leds_the_device_confirmed(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            device = await connected(op, "kitchen")
+            ran = await acp(op, capsys, "show", "kitchen")
+            assert ran.code == 0, ran.err
+            leds = [line.split()[1] for line in ran.out.splitlines() if line.startswith("led_")]
+            assert leds == device["leds"]
+            assert len(leds) == 6
+
+    run(scenario)
+
+
+def test_mode_changes_the_devices_leds(library: SoundLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "mode", "kitchen", "3")
+            assert (ran.code, ran.out) == (0, "kitchen: mode 3 applied\n")
+            await kitchen.wait_for_leds(shows(idle_in(3)), 5)
+
+    run(scenario)
+
+
+def test_mode_of_an_offline_device_says_it_waits_for_reconnect(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            async with op.device("kitchen"):
+                await connected(op, "kitchen")
+            await op.until_device("kitchen", lambda d: not d["connected"])
+            ran = await acp(op, capsys, "mode", "kitchen", "2")
+            assert (ran.code, ran.out) == (0, "kitchen is offline: mode 2 is applied when it reconnects\n")
+            assert (await op.device_json("kitchen"))["desired_mode"] == 2
+
+    run(scenario)
+
+
+def test_mode_out_of_range_exits_1_with_the_servers_detail(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "mode", "kitchen", "9")
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 422: ")
+            assert "mode 9" in ran.err
+
+    run(scenario)
+
+
+def test_play_streams_the_sound_to_the_device(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "play", "kitchen", "--sound", "builtin-2")
+            assert ran.code == 0, ran.err
+            assert ran.out.startswith("kitchen: started")
+            recordings = await kitchen.wait_for_recordings(1, 10)
+            assert len(recordings[0].packets) == len(library.for_mode(2).packets)
+
+    run(scenario)
+
+
+def test_stop_ends_what_plays(library: SoundLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            assert (await acp(op, capsys, "play", "kitchen", "--mode", "1")).code == 0
+            await op.until_device("kitchen", lambda d: d["playing"] is not None)
+            ran = await acp(op, capsys, "stop", "kitchen")
+            assert (ran.code, ran.out) == (0, "kitchen: stopped\n")
+            recordings = await kitchen.wait_for_recordings(1, 5)
+            assert len(recordings[0].packets) < len(library.for_mode(1).packets)
+
+    run(scenario)
+
+
+def test_play_on_an_offline_device_exits_1(library: SoundLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            async with op.device("kitchen"):
+                await connected(op, "kitchen")
+            await op.until_device("kitchen", lambda d: not d["connected"])
+            ran = await acp(op, capsys, "play", "kitchen")
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 409: ")
+
+    run(scenario)
+
+
+def test_show_of_a_device_never_seen_prints_the_404_detail(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            ran = await acp(op, capsys, "show", "nobody")
+            assert ran.code == 1
+            assert ran.err == "error: HTTP 404: device 'nobody' has never connected to this server\n"
+
+    run(scenario)
+
+
+def test_tags_replace_the_devices_tags(library: SoundLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "tags", "kitchen", "floor-1", "lobby")
+            assert (ran.code, ran.out) == (0, "kitchen: tags floor-1, lobby\n")
+            assert (await op.device_json("kitchen"))["tags"] == ["floor-1", "lobby"]
+
+    run(scenario)
+
+
+def test_tags_clear_removes_every_tag(library: SoundLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            await acp(op, capsys, "tags", "kitchen", "lobby")
+            ran = await acp(op, capsys, "tags", "kitchen", "--clear")
+            assert (ran.code, ran.out) == (0, "kitchen: no tags\n")
+            assert (await op.device_json("kitchen"))["tags"] == []
+
+    run(scenario)
+
+
+def test_announce_prints_the_counts_and_each_devices_result(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall") as hall:
+            await connected(op, "hall")
+            ran = await acp(op, capsys, "announce", "builtin-0", "--devices", "hall,nowhere")
+            assert ran.code == 0, ran.err
+            lines = ran.out.splitlines()
+            assert lines[0].startswith("announcement ")
+            assert lines[0].endswith(": builtin-0")
+            assert lines[1].startswith("started 1  offline 1  busy 0  refused 0")
+            assert [line.split() for line in lines[3:]] == [["hall", "started"], ["nowhere", "offline"]]
+            await hall.wait_for_recordings(1, 10)
+
+    run(scenario)
+
+
+def test_announce_to_a_tag_reaches_the_tagged_device(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall") as hall, op.device("office"):
+            await connected(op, "hall")
+            await connected(op, "office")
+            await acp(op, capsys, "tags", "hall", "floor-1")
+            ran = await acp(op, capsys, "--json", "announce", "builtin-0", "--tag", "floor-1")
+            assert json.loads(ran.out)["results"] == {"hall": "started"}
+            await hall.wait_for_recordings(1, 10)
+
+    run(scenario)
+
+
+def test_an_uploaded_sound_assigned_to_a_mode_is_what_play_plays(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bell = write_tone(tmp_path / "bell.wav", freq=660, seconds=0.4)
+
+    async def scenario() -> None:
+        state_db = str(tmp_path / "state" / "devices.sqlite3")
+        async with operated(library, state_db=state_db) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            uploaded = await acp(op, capsys, "sounds", "upload", "bell", str(bell))
+            assert (uploaded.code, uploaded.out.split(":")[0]) == (0, "bell"), uploaded.err
+            assert "uploaded" in uploaded.out
+            assigned = await acp(op, capsys, "sounds", "assign", "0", "bell")
+            assert (assigned.code, assigned.out) == (0, "mode 0: bell\n"), assigned.err
+            assert (await acp(op, capsys, "play", "kitchen")).code == 0
+            recordings = await kitchen.wait_for_recordings(1, 10)
+            assert abs(recordings[0].duration - 0.4) <= 0.04
+
+    run(scenario)
+
+
+def test_sounds_list_shows_an_upload_and_its_mode(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bell = write_tone(tmp_path / "bell.wav", seconds=0.4)
+
+    async def scenario() -> None:
+        async with operated(library, state_db=str(tmp_path / "state" / "devices.sqlite3")) as op:
+            await acp(op, capsys, "sounds", "upload", "bell", str(bell))
+            await acp(op, capsys, "sounds", "assign", "3", "bell")
+            ran = await acp(op, capsys, "sounds", "list")
+            rows = {
+                line.split()[0]: line.split()[1:] for line in ran.out.splitlines() if line.startswith("bell")
+            }
+            assert rows == {"bell": ["uploaded", "0.4s", "3"]}
+            assert ["3", "bell"] in [line.split() for line in ran.out.splitlines()]
+
+    run(scenario)
+
+
+def test_uploading_the_same_name_again_replaces_it(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bell = write_tone(tmp_path / "bell.wav", seconds=0.4)
+
+    async def scenario() -> None:
+        async with operated(library, state_db=str(tmp_path / "state" / "devices.sqlite3")) as op:
+            await acp(op, capsys, "sounds", "upload", "bell", str(bell))
+            ran = await acp(op, capsys, "sounds", "upload", "bell", str(bell))
+            assert ran.out.startswith("bell: replaced")
+
+    run(scenario)
+
+
+def test_an_upload_that_does_not_decode_exits_1_saying_why(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"this is not audio" * 100)
+
+    async def scenario() -> None:
+        async with operated(library, state_db=str(tmp_path / "state" / "devices.sqlite3")) as op:
+            ran = await acp(op, capsys, "sounds", "upload", "junk", str(junk))
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 422: body: ")
+
+    run(scenario)
+
+
+def test_sounds_delete_removes_an_upload(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bell = write_tone(tmp_path / "bell.wav", seconds=0.4)
+
+    async def scenario() -> None:
+        async with operated(library, state_db=str(tmp_path / "state" / "devices.sqlite3")) as op:
+            await acp(op, capsys, "sounds", "upload", "bell", str(bell))
+            ran = await acp(op, capsys, "sounds", "delete", "bell")
+            assert (ran.code, ran.out) == (0, "bell: deleted\n"), ran.err
+            again = await acp(op, capsys, "sounds", "delete", "bell")
+            assert (again.code, again.err) == (1, "error: HTTP 404: no sound is named 'bell'\n")
+
+    run(scenario)
+
+
+def test_audit_shows_the_clis_actions_newest_first(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            await acp(op, capsys, "mode", "kitchen", "2")
+            await acp(op, capsys, "stop", "kitchen")
+            ran = await acp(op, capsys, "audit", "--limit", "5")
+            rows = [line.split() for line in ran.out.splitlines()[1:]]
+            assert [(row[3], row[4], row[5], row[-1]) for row in rows] == [
+                ("local", "operator", "stop", "result=idle"),
+                ("local", "operator", "mode", "result=applied"),
+            ]
+
+    run(scenario)
+
+
+def test_a_wrong_token_exits_1_saying_to_pass_the_token_file(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with operated(library, **token_files(tmp_path)) as op:
+            ran = await acp(
+                op, capsys, "--token-file", token_file(tmp_path, "wrong-token-0123456789"), "list"
+            )
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 401: ")
+            assert "--token-file" in ran.err
+
+    run(scenario)
+
+
+def test_no_token_where_one_is_needed_exits_1_saying_to_pass_one(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with operated(library, **token_files(tmp_path)) as op:
+            ran = await acp(op, capsys, "list")
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 401: ")
+            assert "the server needs a token: pass --token-file FILE" in ran.err
+
+    run(scenario)
+
+
+def test_the_servers_own_token_file_works_as_the_token_file(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        files = token_files(tmp_path)
+        async with operated(library, headers=OPERATOR, **files) as op, op.device("kitchen"):
+            await op.until_device("kitchen", lambda d: d["connected"])
+            ran = await acp(
+                op, capsys, "--token-file", str(files["admin_token_file"]), "mode", "kitchen", "1"
+            )
+            assert (ran.code, ran.out) == (0, "kitchen: mode 1 applied\n"), ran.err
+            audit = await acp(op, capsys, "--token-file", str(files["admin_token_file"]), "--json", "audit")
+            assert json.loads(audit.out)["entries"][0]["who"] == "alice"
+
+    run(scenario)
+
+
+def test_the_token_from_the_environment_is_sent(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cli.TOKEN_ENV, OPERATOR_TOKEN)
+
+    async def scenario() -> None:
+        async with operated(library, **token_files(tmp_path)) as op:
+            ran = await acp(op, capsys, "list")
+            assert (ran.code, ran.out) == (0, "no devices match\n"), ran.err
+
+    run(scenario)
+
+
+def test_a_readonly_token_may_list_but_an_action_exits_1_with_403(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with operated(library, headers=OPERATOR, **token_files(tmp_path)) as op, op.device("kitchen"):
+            await op.until_device("kitchen", lambda d: d["connected"])
+            readonly = token_file(tmp_path, READONLY_TOKEN)
+            assert (await acp(op, capsys, "--token-file", readonly, "list")).code == 0
+            ran = await acp(op, capsys, "--token-file", readonly, "mode", "kitchen", "1")
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 403: ")
+
+    run(scenario)
+
+
+# --- tail: its own process, as an operator runs it, ended by Ctrl-C --------------------------------
+
+
+class Tail:
+    """``acp-admin tail`` in a child process, its output read line by line as it comes."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+
+    @classmethod
+    async def start(cls, url: str, *argv: str) -> Tail:
+        env = {key: value for key, value in os.environ.items() if key != cli.TOKEN_ENV}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "admin.cli",
+            "--url",
+            url,
+            *argv,
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def line_where(self, condition: Callable[[str], bool], timeout: float = 15) -> str:
+        """The next line that satisfies ``condition`` (each line read is kept in ``lines``)."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.process.stdout.readline()
+                if not raw:
+                    raise AssertionError(f"tail ended after {self.lines}")
+                line = raw.decode().rstrip("\n")
+                self.lines.append(line)
+                if condition(line):
+                    return line
+
+    async def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C, as an operator ends it: its exit status and what it wrote on stderr."""
+        self.process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(self.process.communicate(), 10)
+        assert self.process.returncode is not None
+        return self.process.returncode, err.decode()
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.communicate()
+
+
+@asynccontextmanager
+async def tailing(url: str, *argv: str) -> AsyncIterator[Tail]:
+    tail = await Tail.start(url, *argv)
+    try:
+        yield tail
+    finally:
+        await tail.close()
+
+
+async def until_readers(op: Operated, count: int, timeout: float = 10) -> None:
+    """Until the server holds ``count`` event-stream readers: tail has subscribed."""
+    hub = op.plane.events
+    assert hub is not None
+    async with asyncio.timeout(timeout):
+        while hub.readers != count:
+            await asyncio.sleep(0.01)
+
+
+def test_tail_prints_a_device_event_as_it_happens(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            async with tailing(op.url, "tail") as tail:
+                await until_readers(op, 1)
+                assert await kitchen.press(Button.MODE)
+                line = await tail.line_where(lambda line: " mode 1 " in line)
+                assert line.split()[1:6] == ["device", "kitchen", "online", "mode", "1"]
+
+    run(scenario)
+
+
+def test_tail_json_prints_one_json_object_per_event(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            async with tailing(op.url, "--json", "tail") as tail:
+                await until_readers(op, 1)
+                assert await kitchen.press(Button.MODE)
+                line = await tail.line_where(lambda line: json.loads(line)["data"].get("mode") == 1)
+                event = json.loads(line)
+                assert (event["event"], event["data"]["device_id"]) == ("device", "kitchen")
+                assert isinstance(event["id"], int)
+
+    run(scenario)
+
+
+def test_tail_from_last_event_id_replays_what_came_after_it(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            async with op.device("kitchen"):
+                await connected(op, "kitchen")
+            await op.until_device("kitchen", lambda d: not d["connected"])
+            async with tailing(op.url, "tail", "--last-event-id", "0") as tail:
+                await tail.line_where(lambda line: "device kitchen offline" in line)
+
+    run(scenario)
+
+
+def test_tail_exits_0_on_ctrl_c(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, tailing(op.url, "tail") as tail:
+            await until_readers(op, 1)
+            code, err = await tail.interrupt()
+            assert (code, err) == (0, "")
+
+    run(scenario)
+
+
+def test_tail_reconnects_after_the_server_restarts(library: SoundLibrary) -> None:
+    port = unused_port()
+
+    async def scenario() -> None:
+        tail: Tail | None = None
+        try:
+            async with operated(library, admin_port=port) as op:
+                tail = await Tail.start(op.url, "tail")
+                await until_readers(op, 1)
+                async with op.device("kitchen"):
+                    await tail.line_where(lambda line: "device kitchen online" in line)
+            async with operated(library, admin_port=port) as op:
+                await until_readers(op, 1, timeout=30)
+                async with op.device("pantry"):
+                    await tail.line_where(lambda line: "device pantry online" in line)
+            code, err = await tail.interrupt()
+            assert code == 0
+            assert "reconnecting after event" in err
+        finally:
+            if tail is not None:
+                await tail.close()
+
+    run(scenario)
