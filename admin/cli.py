@@ -106,18 +106,24 @@ def render_pairs(pairs: Sequence[tuple[str, str]]) -> str:
     return "\n".join(f"{key.ljust(width)}  {value}".rstrip() for key, value in pairs)
 
 
-def cell(value: Any) -> str:
-    """Any JSON value as one short table cell: lists shortened, objects as ``k=v``."""
+def cell(value: Any, nested: bool = False) -> str:
+    """Any JSON value as one short table cell: lists shortened, objects as ``k=v``.
+
+    An object inside an object is bracketed, so an announcement's counts stay one item.
+    """
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        shown = ",".join(cell(item) for item in value[:LIST_PREVIEW])
+        shown = ",".join(cell(item, True) for item in value[:LIST_PREVIEW])
         more = len(value) - LIST_PREVIEW
         return f"{shown} +{more}" if more > 0 else (shown or "-")
     if isinstance(value, dict):
-        return " ".join(f"{key}={cell(item)}" for key, item in value.items()) or "-"
+        if not value:
+            return "-"
+        items = [f"{key}={cell(item, True)}" for key, item in value.items()]
+        return f"({','.join(items)})" if nested else " ".join(items)
     return str(value)
 
 
@@ -732,6 +738,12 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
+    reply = ctx.client.call("GET", "/api/whoami").body or {}
+    ctx.emit(reply, f"{cell(reply.get('who'))} ({cell(reply.get('role'))})")
+    return 0
+
+
 RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy or a restarting server: worth another try
 
 
@@ -920,6 +932,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=positive_int, help="at most N entries")
     audit.add_argument("--before", type=non_negative_int, metavar="ID", help="entries older than this id")
     audit.set_defaults(run=cmd_audit)
+
+    commands.add_parser("whoami", help="who the server takes you for (checks a token)").set_defaults(
+        run=cmd_whoami
+    )
 
     tail = commands.add_parser("tail", help="follow live events until Ctrl-C")
     tail.add_argument("--last-event-id", type=non_negative_int, metavar="N", help="resume after event N")

@@ -324,6 +324,13 @@ def test_audit_rows_and_the_way_to_older_entries() -> None:
     assert lines[-1] == "older entries: --before 11"
 
 
+def test_an_object_inside_a_cell_stays_one_bracketed_item() -> None:
+    assert (
+        cli.cell({"sound": "bell", "counts": {"started": 2, "busy": 0}})
+        == "sound=bell counts=(started=2,busy=0)"
+    )
+
+
 def test_empty_audit_says_so() -> None:
     assert cli.format_audit({"entries": [], "next": None}, NOW) == "no audit entries"
 
@@ -685,6 +692,65 @@ def test_list_offline_shows_only_disconnected_devices(
     run(scenario)
 
 
+async def tagged_pair(op: Operated, capsys: pytest.CaptureFixture[str]) -> None:
+    """hall (tag lobby, mode 0) and office (no tag, mode 2), both connected."""
+    await connected(op, "hall")
+    await connected(op, "office")
+    await acp(op, capsys, "tags", "hall", "lobby")
+    await acp(op, capsys, "mode", "office", "2")
+
+
+def listed(ran: Ran) -> list[str]:
+    return [line.split()[0] for line in ran.out.splitlines()[1:-1]]
+
+
+def test_list_tag_shows_only_devices_with_that_tag(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall"), op.device("office"):
+            await tagged_pair(op, capsys)
+            assert listed(await acp(op, capsys, "list", "--tag", "lobby")) == ["hall"]
+
+    run(scenario)
+
+
+def test_list_mode_shows_only_devices_in_that_mode(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall"), op.device("office"):
+            await tagged_pair(op, capsys)
+            assert listed(await acp(op, capsys, "list", "--mode", "2")) == ["office"]
+
+    run(scenario)
+
+
+def test_list_search_matches_part_of_an_id_or_tag(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall"), op.device("office"):
+            await tagged_pair(op, capsys)
+            assert listed(await acp(op, capsys, "list", "--search", "offi")) == ["office"]
+            assert listed(await acp(op, capsys, "list", "--search", "lob")) == ["hall"]
+
+    run(scenario)
+
+
+def test_list_limit_shows_one_page_and_says_how_many_there_are(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall"), op.device("office"):
+            await tagged_pair(op, capsys)
+            ran = await acp(op, capsys, "list", "--limit", "1")
+            assert listed(ran) == ["hall"]
+            assert ran.out.splitlines()[-1] == "1 of 2 devices (--all for every one)"
+
+    run(scenario)
+
+
 def test_every_page_is_fetched_for_all(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with operated(library) as op:
@@ -1013,6 +1079,19 @@ def test_the_servers_own_token_file_works_as_the_token_file(
             assert (ran.code, ran.out) == (0, "kitchen: mode 1 applied\n"), ran.err
             audit = await acp(op, capsys, "--token-file", str(files["admin_token_file"]), "--json", "audit")
             assert json.loads(audit.out)["entries"][0]["who"] == "alice"
+
+    run(scenario)
+
+
+def test_whoami_names_the_tokens_owner_and_role(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with operated(library, **token_files(tmp_path)) as op:
+            ran = await acp(
+                op, capsys, "--token-file", token_file(tmp_path, f"alice:{OPERATOR_TOKEN}"), "whoami"
+            )
+            assert (ran.code, ran.out) == (0, "alice (operator)\n"), ran.err
 
     run(scenario)
 
