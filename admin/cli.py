@@ -8,6 +8,7 @@ reply and the current time, so it is tested without a server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import mimetypes
@@ -787,21 +788,25 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def follow(ctx: Context, response: http.client.HTTPResponse, parser: SseParser) -> str:
-    """Print each event of one connection; return why the connection ended."""
+    """Print each event of one connection; return why the connection ended.
+
+    Only reading is guarded: a failed write (the reader of a pipe has gone) is not a
+    dropped stream and must end the command, not reconnect.
+    """
     with response:
-        try:
-            while True:
+        while True:
+            try:
                 raw = response.readline()
-                if not raw:
-                    return "the server closed the event stream"
-                event = parser.feed(raw.decode("utf-8", "replace"))
-                if event is not None:
-                    line = event_json(event) if ctx.as_json else format_event(event, ctx.now())
-                    print(line, file=ctx.out, flush=True)
-        except TimeoutError:
-            return f"no event or keep-alive for {max(ctx.client.timeout, TAIL_SILENCE):g}s"
-        except (OSError, http.client.HTTPException) as error:
-            return f"the event stream broke off ({error or type(error).__name__})"
+            except TimeoutError:
+                return f"no event or keep-alive for {max(ctx.client.timeout, TAIL_SILENCE):g}s"
+            except (OSError, http.client.HTTPException) as error:
+                return f"the event stream broke off ({error or type(error).__name__})"
+            if not raw:
+                return "the server closed the event stream"
+            event = parser.feed(raw.decode("utf-8", "replace"))
+            if event is not None:
+                line = event_json(event) if ctx.as_json else format_event(event, ctx.now())
+                print(line, file=ctx.out, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -986,9 +991,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C is how tail is meant to end; anything else it cut short did not finish.
         return 0 if args.command == "tail" else 130
     except BrokenPipeError:
-        # The reader (| head) has gone: stop quietly, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader (| head) has gone: stop quietly, and keep Python's flush at exit from
+        # complaining about the same pipe.
+        with contextlib.suppress(OSError, ValueError):  # not a real file (a test's capture)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

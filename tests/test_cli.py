@@ -1245,6 +1245,45 @@ def test_tail_exits_0_on_ctrl_c(library: SoundLibrary) -> None:
     run(scenario)
 
 
+def test_tail_exits_0_when_the_reader_of_its_output_goes_away(library: SoundLibrary) -> None:
+    """``acp-admin tail | head -1``: once head has gone, the next event ends tail quietly."""
+
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen") as kitchen:
+            await connected(op, "kitchen")
+            read_end, write_end = os.pipe()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "admin.cli",
+                "--url",
+                op.url,
+                "tail",
+                cwd=REPO,
+                stdout=write_end,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            os.close(write_end)
+            try:
+                await until_readers(op, 1)
+                assert await kitchen.press(Button.MODE)
+                first = await asyncio.to_thread(os.read, read_end, 65536)
+                assert b" device kitchen " in first
+                os.close(read_end)
+                read_end = -1
+                assert await kitchen.press(Button.MODE)
+                _, err = await asyncio.wait_for(process.communicate(), 10)
+                assert (process.returncode, err.decode()) == (0, "")
+            finally:
+                if read_end >= 0:
+                    os.close(read_end)
+                if process.returncode is None:
+                    process.kill()
+                    await process.communicate()
+
+    run(scenario)
+
+
 def test_tail_reconnects_after_the_server_restarts(library: SoundLibrary) -> None:
     port = unused_port()
 
