@@ -580,8 +580,9 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
     async def audit_log(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100, before: Annotated[int | None, Query(ge=1)] = None
     ) -> Response:
-        entries = audit.entries(limit, before)
-        next_id = entries[-1].id if len(entries) == limit else None
+        entries = audit.entries(limit + 1, before)
+        next_id = entries[limit - 1].id if len(entries) > limit else None
+        entries = entries[:limit]
         return JSONResponse({"entries": [entry.to_json(iso_time) for entry in entries], "next": next_id})
 
     @api.get("/", include_in_schema=False)

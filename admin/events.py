@@ -92,11 +92,14 @@ class EventHub:
         history: int = HISTORY,
         max_pending: int = MAX_PENDING,
         max_unread: float = MAX_UNREAD_SECONDS,
+        first_id: int = 1,
     ) -> None:
+        """``first_id``: the server starts its ids from the wall clock in milliseconds, so the ids
+        of a restarted server are all newer than any a reader kept from before the restart."""
         self.clock = clock
         self._history: deque[Event] = deque(maxlen=history)
-        self._ids = itertools.count(1)
-        self._last_id = 0
+        self._ids = itertools.count(first_id)
+        self._last_id = first_id - 1
         self._readers: set[Reader] = set()
         self._max_pending = max_pending
         self._max_unread = max_unread
@@ -128,7 +131,9 @@ class EventHub:
         """A new reader; with ``last_event_id``, what it missed comes first (coalesced), or a
         ``reset`` if the history no longer reaches back that far."""
         reader = Reader(self, self.clock())
-        if last_event_id is not None and last_event_id < self._last_id:
+        if last_event_id is not None and last_event_id > self._last_id:
+            reader.put(Event(self._last_id, "reset", "reset", {}))  # an id this server never gave
+        elif last_event_id is not None and last_event_id < self._last_id:
             oldest = self._history[0].id if self._history else self._last_id + 1
             if last_event_id + 1 < oldest:
                 reader.put(Event(self._last_id, "reset", "reset", {}))

@@ -8,10 +8,10 @@ objects are thread-safe.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -34,6 +34,8 @@ class Metrics(FleetObserver):
         self.streams_refused = 0
         self.connects_shed = 0
         self._commits: GroupCommit | None = None
+        self._event_readers: Callable[[], int] | None = None
+        self._event_readers_dropped: Callable[[], int] | None = None
 
         registry = self.registry
         self.connected_devices = Gauge(
@@ -104,6 +106,10 @@ class Metrics(FleetObserver):
     def watch_commits(self, commits: GroupCommit) -> None:
         self._commits = commits
 
+    def watch_event_readers(self, readers: Callable[[], int], dropped: Callable[[], int]) -> None:
+        """The operator API's live-event readers: how many are connected, how many were dropped."""
+        self._event_readers, self._event_readers_dropped = readers, dropped
+
 
 class _HotCounters(Collector):
     def __init__(self, metrics: Metrics) -> None:
@@ -132,6 +138,17 @@ class _HotCounters(Collector):
             "Streams refused at once because the opens ahead of them waited too long (connect storm)",
             m.connects_shed,
         )
+        if m._event_readers is not None and m._event_readers_dropped is not None:
+            yield GaugeMetricFamily(
+                "acp_admin_event_readers",
+                "Readers of the operator API's live events",
+                value=m._event_readers(),
+            )
+            yield _counter(
+                "acp_admin_event_readers_dropped",
+                "Live-event readers dropped for falling behind (devices never wait for them)",
+                m._event_readers_dropped(),
+            )
         if m._commits is not None:
             yield _counter("acp_state_saves", "Device states saved", m._commits.saves)
             yield _counter(

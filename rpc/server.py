@@ -133,7 +133,8 @@ class ControlPlane:
         runtime = ActorRuntime(loop, name="actors")
         commits = GroupCommit(self.store, runtime.call_soon)
         self.metrics.watch_commits(commits)
-        events = EventHub(time.time)
+        events = EventHub(time.time, first_id=int(time.time() * 1000))
+        self.metrics.watch_event_readers(lambda: events.readers, lambda: events.dropped)
         fleet = FleetView(events, time.time, loop)
         fleet.load(self.store.records())
 

@@ -107,3 +107,10 @@ def test_closing_the_hub_ends_every_stream() -> None:
         assert await task is None
 
     asyncio.run(scenario())
+
+
+def test_a_reader_resuming_from_an_id_this_hub_never_gave_is_told_to_start_over() -> None:
+    events = hub()
+    events.publish("device", "device:a", {"mode": 1})
+    reader = events.join(10_000)  # an id from before a restart, say
+    assert kinds(reader) == [("reset", {})]

@@ -153,7 +153,8 @@ def test_uploads_and_assignments_survive_a_restart(
         assert (tmp_path / "state" / "sounds").is_dir()
         async with operated(library, state_db=state_db) as op, op.device("kitchen") as kitchen:
             assert {"mode": 3, "sound": "bell"} in (await op.http.get("/api/sounds")).json()["modes"]
-            await op.post("/api/devices/kitchen/mode", {"mode": 3})
+            await op.until_device("kitchen", lambda d: d["connected"])
+            assert (await op.post("/api/devices/kitchen/mode", {"mode": 3})).status_code == 200
             assert await kitchen.press(Button.PLAY)
             recording = (await kitchen.wait_for_recordings(1, 10))[0]
             assert dominant_frequency(recording.pcm) == pytest.approx(660, abs=5)
