@@ -56,7 +56,10 @@ class Operated:
 async def operated(
     library: SoundLibrary, headers: dict[str, str] | None = None, **overrides: Any
 ) -> AsyncIterator[Operated]:
-    async with serving(library, **{"admin_port": 0, **overrides}) as plane, httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{plane.admin_port}", headers=headers or {}, timeout=10
-    ) as http:
+    async with (
+        serving(library, **{"admin_port": 0, **overrides}) as plane,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{plane.admin_port}", headers=headers or {}, timeout=10
+        ) as http,
+    ):
         yield Operated(plane, http)

@@ -70,7 +70,9 @@ def test_the_admin_api_is_exposed_only_with_tokens_from_a_secret() -> None:
     [container] = pod["containers"]
     assert {"name": "admin", "containerPort": config.admin_port, "protocol": "TCP"} in container["ports"]
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
-    secrets = {volume["name"]: volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume}
+    secrets = {
+        volume["name"]: volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume
+    }
     assert secrets == {"admin-tokens": "audio-control-plane-admin"}
     assert config.admin_token_file is not None
     assert config.admin_token_file.parent == Path(mounts["admin-tokens"])
