@@ -99,6 +99,7 @@ class EventHub:
         self.clock = clock
         self._history: deque[Event] = deque(maxlen=history)
         self._ids = itertools.count(first_id)
+        self._first_id = first_id
         self._last_id = first_id - 1
         self._readers: set[Reader] = set()
         self._max_pending = max_pending
@@ -129,18 +130,19 @@ class EventHub:
 
     def join(self, last_event_id: int | None) -> Reader:
         """A new reader; with ``last_event_id``, what it missed comes first (coalesced), or a
-        ``reset`` if the history no longer reaches back that far."""
+        ``reset`` if the history no longer reaches back that far (or the id is not this hub's,
+        e.g. from before a restart). ``0`` asks for the whole history."""
         reader = Reader(self, self.clock())
-        if last_event_id is not None and last_event_id > self._last_id:
-            reader.put(Event(self._last_id, "reset", "reset", {}))  # an id this server never gave
-        elif last_event_id is not None and last_event_id < self._last_id:
+        if last_event_id is not None and last_event_id != self._last_id:
+            if last_event_id == 0:
+                last_event_id = self._first_id - 1
             oldest = self._history[0].id if self._history else self._last_id + 1
-            if last_event_id + 1 < oldest:
-                reader.put(Event(self._last_id, "reset", "reset", {}))
-            else:
+            if oldest - 1 <= last_event_id <= self._last_id:
                 for event in self._history:
                     if event.id > last_event_id:
                         reader.put(event)
+            else:
+                reader.put(Event(self._last_id, "reset", "reset", {}))
         self._readers.add(reader)
         return reader
 

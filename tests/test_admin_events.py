@@ -114,3 +114,11 @@ def test_a_reader_resuming_from_an_id_this_hub_never_gave_is_told_to_start_over(
     events.publish("device", "device:a", {"mode": 1})
     reader = events.join(10_000)  # an id from before a restart, say
     assert kinds(reader) == [("reset", {})]
+
+
+def test_zero_asks_for_the_whole_history() -> None:
+    events = EventHub(ManualClock(), first_id=5_000)
+    events.publish("device", "device:a", {"mode": 1})
+    events.publish("device", "device:b", {"mode": 2})
+    reader = events.join(0)
+    assert [data for _, data in kinds(reader)] == [{"mode": 1}, {"mode": 2}]
