@@ -52,6 +52,9 @@ class AdminServer:
             raise OSError(
                 f"cannot listen for the admin API on {self._host}:{self._port}: {error.strerror}"
             ) from None
+        # Replies go out as a header write and a body write: with Nagle's algorithm the body
+        # waits for the client's delayed ACK of the headers (40 ms). Accepted sockets inherit this.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         await server.startup(sockets=[sock])
         self._server, self._socket = server, sock
