@@ -199,6 +199,18 @@ class ErrorReply(BaseModel):
     detail: str
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationReply(BaseModel):
+    """Every 422: what was wrong in one line, and each bad field."""
+
+    detail: str
+    errors: list[FieldError] = []
+
+
 ANNOUNCE_RESULTS = ("started", "offline", "busy", "refused", "failed")
 
 _ANNOUNCE_RESULT = {
@@ -268,6 +280,8 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         detail = error.detail if isinstance(error.detail, str) else "error"
+        if error.status_code == 400:  # FastAPI could not read the body (not UTF-8, say)
+            return JSONResponse({"detail": f"body: not valid JSON ({detail})", "errors": []}, 422)
         if error.status_code == 404 and detail == "Not Found":
             detail = f"no such route: {request.method} {request.url.path}"
         return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
@@ -590,7 +604,26 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     api.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    _document_validation_errors(api)
     return AccessGuard(api, policy)
+
+
+def _document_validation_errors(api: FastAPI) -> None:
+    """FastAPI documents every 422 as its own HTTPValidationError; ours is ``ValidationReply``."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = build()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            reply = ValidationReply.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, schema in reply.pop("$defs", {}).items():
+                schemas[name] = schema
+            schemas["HTTPValidationError"] = reply
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 _STATUS = {
