@@ -14,7 +14,6 @@ from actors.commit import GroupCommit
 from actors.leds import LedFrame, render, server_leaving
 from actors.logs import for_device
 from actors.messages import (
-    AttachLink,
     BusyShown,
     ButtonPressed,
     CommandOutcome,
@@ -133,7 +132,9 @@ class DeviceActor(PooledActor):
                 if current and end is PlaybackEnd.COMPLETED:
                     self._observer.playback_ended(PlaybackEnd.COMPLETED)
                 self._apply(transitions.on_playback_ended(self.state, playback_id, end))
-            case StreamOpened(kind=StreamKind.AUDIO):
+            case StreamOpened(kind=StreamKind.AUDIO, replaced=replaced):
+                if replaced:  # a reconnected device did not hear the start of what was playing
+                    self._apply(transitions.on_disconnect(self.state))
                 self._apply(transitions.on_audio_restored(self.state))
             case StreamOpened():
                 pass
@@ -141,11 +142,6 @@ class DeviceActor(PooledActor):
                 self._apply(transitions.on_audio_lost(self.state))
             case StreamClosed():
                 self._apply(transitions.on_disconnect(self.state))
-            case AttachLink(link=link):
-                self._apply(transitions.on_disconnect(self.state))
-                self._link = link
-                self._shown = None
-                self._show(self._frame())
             case ShowLeaving():
                 self._leaving = True
                 self._apply(transitions.on_disconnect(self.state))

@@ -35,7 +35,6 @@ class Refusal(enum.Enum):
     FULL = "full"
     BUSY = "busy"
     """Connects are arriving faster than the server can answer them in time."""
-    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +188,10 @@ class DeviceCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class AttachLink:
-    link: DeviceLink
-
-
-@dataclass(frozen=True, slots=True)
 class StreamOpened:
     kind: StreamKind
+    replaced: bool = False
+    """The device already had a stream of this kind, and this newer one takes its place."""
 
 
 @dataclass(frozen=True, slots=True)

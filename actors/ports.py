@@ -33,7 +33,6 @@ class Sounds(Protocol):
 class CloseCause(enum.Enum):
     """Why the server ends a connection's streams; the gRPC layer picks the status from it."""
 
-    SUPERSEDED = "superseded"
     RETIRED = "retired"
     FAILED = "failed"
     SHUTDOWN = "shutdown"
@@ -69,7 +68,7 @@ class DeviceLink(Protocol):
     def audio(self) -> AudioOutlet: ...
 
     def close(self, cause: CloseCause, reason: str) -> None:
-        """End every stream of this connection (e.g. a newer connection took over)."""
+        """End every stream of the device (it retired, its actor kept failing, or the server stops)."""
 
 
 LinkFactory = Callable[[str, str], DeviceLink]

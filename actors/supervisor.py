@@ -1,8 +1,13 @@
 """The fleet's core: which devices are connected, over which connection, and who acts for them.
 
 The supervisor creates a device's actor when the device opens its first stream, routes its
-button events to it, retires it (keeping its state) when its last stream closes, hands a
-device over to its newest connection, and restarts an actor that fails from its last state.
+button events to it, retires it (keeping its state) when its last stream closes, and restarts
+an actor that fails from its last state.
+
+A device's session is its set of live streams, and the newest stream of each kind wins: a
+stream of a kind the device already has replaces the older one (which ends ABORTED). That is
+what survives an L7 proxy, where every stream may come from another TCP peer; a rebooted or
+half-open device is taken over the same way, one kind at a time, as its new streams arrive.
 It never waits for a device actor: it tells ``Retire``, and the actor answers ``Retired`` by
 ``tell`` with its final state, which the supervisor saves. Streams the device opens again
 meanwhile wait for that answer (or for ``retire_timeout``), so the new actor starts from
@@ -22,7 +27,6 @@ from actors.commit import GroupCommit
 from actors.device import DeviceActor
 from actors.logs import for_device
 from actors.messages import (
-    AttachLink,
     ButtonPressed,
     CommandOutcome,
     CommandResult,
@@ -55,9 +59,6 @@ from media.admission import StreamAdmission
 
 logger = logging.getLogger(__name__)
 
-_SUPERSEDED_PEERS_KEPT = 16
-"""Connections of a device that lost it to a newer one and may not win it back (most recent)."""
-
 
 @dataclass(frozen=True)
 class SupervisorPolicy:
@@ -81,7 +82,6 @@ class _Device:
     state: DeviceState
     # Lists, not deques: a deque's first block is ~0.7 KB, and there is one record per device.
     failures: list[float] = field(default_factory=list)
-    superseded_peers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -199,6 +199,7 @@ class SupervisorActor(PooledActor):
             retiring.waiting.append(message)  # served once the old actor has handed over its state
             return
         device = self._devices.get(device_id)
+        replaced = device is not None and message.kind in device.session.streams.values()
         if device is None:
             if len(self._devices) >= self._policy.max_devices:
                 message.reply(
@@ -209,21 +210,11 @@ class SupervisorActor(PooledActor):
                 )
                 return
             device = self._start_device(device_id, peer)
-        elif peer in device.superseded_peers:
-            # A stream of a connection that already lost the device must not win it back: with
-            # two connections racing, the newest one gets all three streams.
-            message.reply(
-                StreamRefused(
-                    f"device_id {device_id!r} was taken over by a newer connection; reconnect",
-                    Refusal.SUPERSEDED,
-                )
-            )
-            return
-        elif device.session.link.peer != peer:
-            self._take_over(device_id, device, peer)
+        elif message.kind in device.session.streams.values():
+            self._replace_stream(device_id, device, message)
         stream = self._next()
         device.session.streams[stream] = message.kind
-        tell_if_alive(device.actor, StreamOpened(message.kind))
+        tell_if_alive(device.actor, StreamOpened(message.kind, replaced=replaced))
         message.reply(StreamGrant(device.session.link, device.session.number, stream))
 
     def _start_device(self, device_id: str, peer: str) -> _Device:
@@ -259,18 +250,15 @@ class SupervisorActor(PooledActor):
         news.desired_mode(device_id, None)
         return state
 
-    def _take_over(self, device_id: str, device: _Device, peer: str) -> None:
-        old = device.session
-        device.superseded_peers.append(old.link.peer)
-        del device.superseded_peers[:-_SUPERSEDED_PEERS_KEPT]
-        device.session = _Session(self._next(), self._link_factory(device_id, peer))
-        old.link.close(
-            CloseCause.SUPERSEDED,
-            f"device_id {device_id!r} connected again from {peer}; this connection is superseded",
+    def _replace_stream(self, device_id: str, device: _Device, message: OpenStream) -> None:
+        """The older stream of this kind is ended by the link when the newer one attaches (the
+        stream number orders them); it stays counted until its call is over, so the device is
+        not retired in between."""
+        if message.kind is StreamKind.STATUS:
+            self._news.device_online(device_id, message.peer, device.state)
+        for_device(logger, device_id).info(
+            "a newer %s stream from %s replaces the older one", message.kind.value, message.peer
         )
-        tell_if_alive(device.actor, AttachLink(device.session.link))
-        self._news.device_online(device_id, peer, device.state)
-        for_device(logger, device_id).info("newer connection from %s replaces %s", peer, old.link.peer)
 
     def _close_stream(self, message: StreamClosed) -> None:
         device = self._devices.get(message.device_id)

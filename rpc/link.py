@@ -87,7 +87,6 @@ class LedMailbox:
 
 
 _CODES = {
-    CloseCause.SUPERSEDED: grpc.StatusCode.ABORTED,
     CloseCause.RETIRED: grpc.StatusCode.ABORTED,
     CloseCause.FAILED: grpc.StatusCode.INTERNAL,
     CloseCause.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
@@ -139,6 +138,8 @@ class GrpcDeviceLink:
         )
         self.end: StreamEnd | None = None
         self._slots: dict[StreamKind, StreamSlot] = {}
+        self._streams: dict[StreamKind, int] = {}
+        """The supervisor's number of the stream in each slot."""
         self._led_outlet = _LedOutlet(self)
         self._audio_outlet = _AudioOutlet(self)
 
@@ -163,22 +164,28 @@ class GrpcDeviceLink:
 
     # Loop side.
 
-    def attach(self, kind: StreamKind) -> StreamSlot:
-        """A newer stream of the same kind on the same connection replaces the older one."""
+    def attach(self, kind: StreamKind, stream: int) -> StreamSlot:
+        """The newest stream of each kind wins: the one with the higher (supervisor-given) number,
+        whichever of the two handlers gets here first."""
         slot = StreamSlot(kind)
         if self.end is not None:
             slot.end(self.end)
             return slot
-        previous = self._slots.get(kind)
-        if previous is not None:
-            previous.end(
-                StreamEnd(
-                    grpc.StatusCode.ABORTED,
-                    f"a newer {kind.value} stream of device_id {self.device_id!r} replaced this one",
-                )
-            )
+        current = self._slots.get(kind)
+        if current is not None and self._streams[kind] > stream:
+            slot.end(self._replaced(kind))
+            return slot
+        if current is not None:
+            current.end(self._replaced(kind))
         self._slots[kind] = slot
+        self._streams[kind] = stream
         return slot
+
+    def _replaced(self, kind: StreamKind) -> StreamEnd:
+        return StreamEnd(
+            grpc.StatusCode.ABORTED,
+            f"a newer {kind.value} stream of device_id {self.device_id!r} replaced this one",
+        )
 
     def start_playback(self, sound: EncodedSound, on_end: PlaybackEndCallback) -> None:
         self._transport.play(self.channel, self._tracks.track(sound), self._tracks.frame_duration, on_end)

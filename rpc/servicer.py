@@ -42,7 +42,6 @@ _REFUSAL_CODES = {
     Refusal.DRAINING: grpc.StatusCode.UNAVAILABLE,
     Refusal.FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Refusal.BUSY: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Refusal.SUPERSEDED: grpc.StatusCode.ABORTED,
 }
 
 ACK = pb.DeviceEventResponse(ack=True)
@@ -157,6 +156,8 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 "AudioStreamRequest.start must be true to open the audio stream",
             )
         async with self._stream(context, StreamKind.AUDIO) as stream:
+            if stream.slot.ended.done():  # a newer audio stream is already there: leave its consumer be
+                await _end(context, stream.slot)
             consumer = stream.link.channel.attach()
             context.add_done_callback(cast(Any, lambda _: consumer.close()))  # stubs want a class
             while True:
@@ -193,7 +194,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
             await _abort(context, code, result.reason)
         link = result.link
         assert isinstance(link, GrpcDeviceLink)
-        slot = link.attach(kind)
+        slot = link.attach(kind, result.stream)
         registration.granted(result, link, slot)
         try:
             yield _Stream(device_id, result, link, slot)

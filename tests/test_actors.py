@@ -22,7 +22,7 @@ from actors.supervisor import SupervisorPolicy
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.library import SoundLibrary
 from media.transport import PlaybackEnd
-from tests.actor_fleet import ActorFleet
+from tests.actor_fleet import ALL_KINDS, ActorFleet
 from tests.fakes import FakeLink
 
 OTHER_PEER = "ipv4:127.0.0.1:2000"
@@ -199,24 +199,23 @@ def test_events_for_a_retired_connection_are_nacked(fleet: ActorFleet) -> None:
     assert not fleet.press("kitchen", Button.MODE)
 
 
-def test_a_newer_connection_with_the_same_id_takes_over(fleet: ActorFleet) -> None:
-    old = fleet.connect("kitchen")
+def test_a_newer_stream_of_a_kind_the_device_has_takes_its_place(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
     fleet.press("kitchen", Button.MODE)
     fleet.press("kitchen", Button.PLAY)
-    old_events = fleet.grants[("kitchen", StreamKind.EVENTS)]
-    new = fleet.connect("kitchen", peer=OTHER_PEER)
-    assert new is not old
-    cause, reason = old.closed.wait_for(lambda items: len(items) == 1)[0]
-    assert cause is CloseCause.SUPERSEDED
-    assert "kitchen" in reason
-    # The device actor stops the old connection's audio when it moves to the new link.
-    old.audio_outlet.commands.wait_for(lambda commands: bool(commands) and commands[-1] == ("stop",))
-    new.led_outlet.frames.wait_for(lambda frames: len(frames) >= 1)
-    assert new.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(1))
-    # The old connection's streams closing later does not retire the device.
-    fleet.supervisor.tell(StreamClosed("kitchen", old_events.session, old_events.stream, StreamKind.EVENTS))
+    old = {kind: fleet.grants[("kitchen", kind)] for kind in ALL_KINDS}
+    assert fleet.connect("kitchen", peer=OTHER_PEER) is link, "the device keeps its link"
+    new = {kind: fleet.grants[("kitchen", kind)] for kind in ALL_KINDS}
+    assert all(new[kind].stream > old[kind].stream for kind in ALL_KINDS)
+    # A newer audio stream belongs to a device that never heard the start: playback stops.
+    link.audio_outlet.commands.wait_for(lambda commands: bool(commands) and commands[-1] == ("stop",))
+    assert link.closed.items == []
+    # The older streams' calls ending later neither retire the device nor count as lost streams.
+    for kind, grant in old.items():
+        fleet.supervisor.tell(StreamClosed("kitchen", grant.session, grant.stream, kind))
     assert fleet.status().connected == 1
     assert fleet.press("kitchen", Button.MODE)
+    assert link.led_outlet.latest == (STATUS_IDLE.rgba, *mode_leds(2))
 
 
 def test_a_failing_device_actor_is_restarted_from_its_last_state(fleet: ActorFleet) -> None:
@@ -270,16 +269,15 @@ def test_draining_stops_playback_shows_leaving_and_refuses_new_streams(fleet: Ac
     assert link.audio_outlet.commands.items[-1] == ("stop",)
 
 
-def test_a_superseded_connection_cannot_win_the_device_back(fleet: ActorFleet) -> None:
-    old_peer, new_peer = "ipv4:127.0.0.1:1000", OTHER_PEER
-    fleet.open("kitchen", StreamKind.STATUS, old_peer)
-    fleet.open("kitchen", StreamKind.STATUS, new_peer)
-    late = fleet.open("kitchen", StreamKind.EVENTS, old_peer)
-    assert isinstance(late, StreamRefused)
-    assert late.why is Refusal.SUPERSEDED
-    for kind in (StreamKind.EVENTS, StreamKind.AUDIO):
-        assert isinstance(fleet.open("kitchen", kind, new_peer), StreamGrant)
-    assert fleet.link_of("kitchen").peer == new_peer
+def test_streams_from_different_peers_make_one_session(fleet: ActorFleet) -> None:
+    """Behind an L7 proxy each of a device's streams may arrive over another upstream connection."""
+    grants = [fleet.open("kitchen", kind, f"ipv4:127.0.0.1:{4000 + n}") for n, kind in enumerate(ALL_KINDS)]
+    assert all(isinstance(grant, StreamGrant) for grant in grants)
+    assert len({grant.session for grant in grants if isinstance(grant, StreamGrant)}) == 1
+    assert len(fleet.links) == 1
+    assert fleet.press("kitchen", Button.PLAY)
+    assert fleet.link_of("kitchen").audio_outlet.commands.items[-1][0] == "play"
+    assert fleet.link_of("kitchen").closed.items == []
 
 
 def one_stream_fleet(make_fleet: Callable[..., ActorFleet]) -> ActorFleet:

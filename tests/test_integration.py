@@ -421,9 +421,9 @@ def test_losing_only_the_audio_stream_shows_an_error(library: SoundLibrary) -> N
     run(scenario)
 
 
-async def first_to_lose_a_stream(first: SimulatedDevice, second: SimulatedDevice) -> SimulatedDevice:
-    """Whichever of the two has its status stream ended by the server first."""
-    waits = {asyncio.ensure_future(dev.wait_for_stream_end("status", 5)): dev for dev in (first, second)}
+async def first_to_lose(kind: StreamKind, first: SimulatedDevice, second: SimulatedDevice) -> SimulatedDevice:
+    """Whichever of the two has its ``kind`` stream ended by the server first."""
+    waits = {asyncio.ensure_future(dev.wait_for_stream_end(kind, 5)): dev for dev in (first, second)}
     done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -433,25 +433,30 @@ async def first_to_lose_a_stream(first: SimulatedDevice, second: SimulatedDevice
     return waits[finished]
 
 
-def test_two_connections_racing_for_one_device_id_leave_exactly_one_whole(library: SoundLibrary) -> None:
+def test_two_connections_racing_for_one_device_id_keep_the_newest_stream_of_each_kind(
+    library: SoundLibrary,
+) -> None:
     async def scenario() -> None:
         async with serving(library) as plane:
             for attempt in range(5):
                 first, second = device(plane, "kitchen"), device(plane, "kitchen")
                 await asyncio.gather(first.connect(), second.connect())
-                loser = await first_to_lose_a_stream(first, second)
-                winner = second if loser is first else first
+                holder: dict[StreamKind, SimulatedDevice] = {}
                 kinds: tuple[StreamKind, ...] = ("status", "events", "audio")
                 for kind in kinds:
-                    code, _ = await loser.wait_for_stream_end(kind, 2)
+                    loser = await first_to_lose(kind, first, second)
+                    code, details = loser.stream_ends[kind]
                     assert code == grpc.StatusCode.ABORTED
-                # The winner's three streams still work after the takeover: an ack, an LED set, audio.
-                assert await winner.press(Button.MODE)
-                await winner.wait_for_leds(shows(idle_in((attempt + 1) % library.modes)), 2)
-                assert await winner.press(Button.PLAY)
-                await until_audio(winner, 1)
-                assert winner.stream_errors == {}, winner.stream_errors
-                assert winner.audio_error is None
+                    assert "replaced" in details
+                    holder[kind] = second if loser is first else first
+                for kind in kinds:
+                    assert kind not in holder[kind].stream_ends, "exactly one stream of each kind stays"
+                # The device works through the streams that won: an ack, an LED set, audio.
+                assert await holder["events"].press(Button.MODE)
+                await holder["status"].wait_for_leds(shows(idle_in((attempt + 1) % library.modes)), 2)
+                assert await holder["events"].press(Button.PLAY)
+                await until_audio(holder["audio"], 1)
+                assert holder["audio"].audio_error is None
                 assert (await fleet_status(plane)).connected == 1
                 await first.disconnect()
                 await second.disconnect()
