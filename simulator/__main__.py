@@ -26,6 +26,7 @@ from simulator.device import (
     SimulatedDevice,
 )
 from simulator.leds import Leds, format_leds
+from simulator.reconnect import Reconnector
 from simulator.recording import Recording
 
 EXIT_OK = 0
@@ -44,7 +45,8 @@ actions (run in order; the device connects before the first one):
                                consumed (so "play wait play wait" waits for two); bounded by --timeout
   disconnect, connect          press the Connect (power) button: close or reopen the connection;
                                presses made while disconnected are sent after the next connect
-With no action the device stays connected until Ctrl-C.
+With no action the device stays connected until Ctrl-C; with --reconnect it also comes back after
+each loss (a server restart, a failover), waiting min(1.8^n, 60) s less up to half of it at random.
 
 output: one line per event, prefixed with seconds since start: each LED change as six hex colours
 (RRGGBBAA, led_0 first), each ack, each recording (duration, packets), each stream the server ends.
@@ -116,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the next clip at once instead of waiting for the previous one to play",
     )
+    parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="with no actions: reconnect after every loss, with jittered exponential backoff",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the device's internals too")
     return parser
 
@@ -180,6 +187,8 @@ async def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
     )
     reporter = Reporter(device, args.save)
+    if args.reconnect and not args.actions:
+        return await stay_connected(device, reporter)
     try:
         await device.connect()
     except ConnectionError as exc:
@@ -208,6 +217,18 @@ async def run(args: argparse.Namespace) -> int:
         print(f"error: the server ended the {kind} stream: {code.name} {details}", file=sys.stderr)
         status = EXIT_FAILED
     return status
+
+
+async def stay_connected(device: SimulatedDevice, reporter: Reporter) -> int:
+    """Until Ctrl-C: every loss is followed by a reconnect after a backoff wait."""
+    reconnector = Reconnector(device)
+    reconnector.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await reconnector.stop()
+        reporter.say(f"{reconnector.attempts} connects tried, {reconnector.losses} connections lost")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

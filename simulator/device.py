@@ -534,6 +534,15 @@ class SimulatedDevice:
         await self._wait_until(enough, timeout, f"{count} completed recordings")
         return self.completed_recordings
 
+    async def wait_until_lost(self) -> None:
+        """Until the current connection is gone: the server ended one of its streams, or it was closed."""
+        await self._wait_until(lambda: self._conn is None or bool(self.stream_ends), None, "a lost connection")
+
+    @property
+    def established(self) -> bool:
+        """The server took the current connection up: its first LED SET arrived."""
+        return self._conn is not None and self._conn.sets > 0
+
     async def wait_for_stream_end(self, kind: StreamKind, timeout: float) -> StreamEnd:
         """Wait until the server ends the given stream of the current connection; returns (code, details)."""
         await self._wait_until(lambda: kind in self.stream_ends, timeout, f"the end of the {kind} stream")

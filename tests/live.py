@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
+
+import grpc
 
 from actors.config import ServerConfig
 from actors.leds import LedFrame
 from actors.messages import DescribeFleet, FleetStatus
 from media.library import SoundLibrary
 from rpc.server import ControlPlane
-from simulator import Leds
+from simulator import Leds, StreamEnd
+from tests.proxy import haproxy
 
 TEST_CONFIG = ServerConfig(
     host="127.0.0.1", port=0, metrics_port=0, admin_port=-1, state_db=":memory:", preroll_ms=100, grace=1.0
@@ -24,18 +28,56 @@ def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60) -> None:
     asyncio.run(asyncio.wait_for(scenario(), timeout))
 
 
+class Route(enum.Enum):
+    """How the devices of a test reach the server."""
+
+    DIRECT = "direct"
+    HAPROXY = "haproxy"
+    """Through HAProxy with the shipped config, the server its one replica."""
+
+
+route = Route.DIRECT
+"""The route ``serving`` sets up; a test module parametrizes it (see test_integration)."""
+
+_front_doors: dict[int, str] = {}
+"""Where devices connect to a plane, by ``id(plane)``, when that is not the plane's own port."""
+
+
 @asynccontextmanager
 async def serving(library: SoundLibrary, **overrides: Any) -> AsyncIterator[ControlPlane]:
     plane = ControlPlane(replace(TEST_CONFIG, **overrides), library)
     await plane.start()
     try:
-        yield plane
+        if route is Route.HAPROXY:
+            with haproxy([f"127.0.0.1:{plane.port}"]) as front_door:
+                _front_doors[id(plane)] = front_door
+                try:
+                    yield plane
+                finally:
+                    del _front_doors[id(plane)]
+        else:
+            yield plane
     finally:
         await plane.stop(grace=1.0)
 
 
+def assert_ended_with(end: StreamEnd, code: grpc.StatusCode, detail: str) -> None:
+    """The server ended a device's stream with ``code`` and a message containing ``detail``.
+
+    Through HAProxy 2.6 a stream the server ends while the device still sends on it reaches the
+    device as CANCELLED: HAProxy resets it with CANCEL right after the server's trailers, and the
+    client reports the reset (haproxy/haproxy#1219, changed in later releases). The device sees
+    the end either way; only the status text is the proxy's.
+    """
+    got, details = end
+    if route is Route.HAPROXY and got == grpc.StatusCode.CANCELLED:
+        return
+    assert got == code, end
+    assert detail in details, end
+
+
 def target(plane: ControlPlane) -> str:
-    return f"127.0.0.1:{plane.port}"
+    return _front_doors.get(id(plane), f"127.0.0.1:{plane.port}")
 
 
 async def fleet_status(plane: ControlPlane) -> FleetStatus:
