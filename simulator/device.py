@@ -536,7 +536,9 @@ class SimulatedDevice:
 
     async def wait_until_lost(self) -> None:
         """Until the current connection is gone: the server ended one of its streams, or it was closed."""
-        await self._wait_until(lambda: self._conn is None or bool(self.stream_ends), None, "a lost connection")
+        await self._wait_until(
+            lambda: self._conn is None or bool(self.stream_ends), None, "a lost connection"
+        )
 
     @property
     def established(self) -> bool:
