@@ -13,6 +13,7 @@ COPY actors/ actors/
 COPY rpc/ rpc/
 COPY media/ media/
 COPY admin/ admin/
+COPY cluster/ cluster/
 COPY simulator/ simulator/
 RUN /opt/acp/bin/pip install . && /opt/acp/bin/python -m compileall -q /opt/acp
 

@@ -29,6 +29,16 @@ def _flag(text: str) -> bool:
 _flag.__name__ = "boolean"
 
 
+def _worker_count(text: str) -> int:
+    """A number of workers, or ``auto``: one per core this process may run on."""
+    if text.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0))
+    return int(text)
+
+
+_worker_count.__name__ = "worker count"
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "[::]"
@@ -65,6 +75,15 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auth_secret_file: Path | None = None
+    workers: int = 1
+    worker_index: int = -1
+    """Set by the parent of ``--workers N`` for each worker it starts (0..N-1); -1: not a worker."""
+
+    @property
+    def shares_port(self) -> bool:
+        """A worker shares the gRPC port with its siblings (SO_REUSEPORT); a lone server never does,
+        so a second server started by mistake on the same port fails instead of splitting devices."""
+        return self.worker_index >= 0
 
     @property
     def loopback_only(self) -> bool:
@@ -132,6 +151,12 @@ class ServerConfig:
             raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("mutual TLS (--tls-client-ca) needs the server's own --tls-cert and --tls-key")
+        if not 1 <= self.workers <= 256:
+            raise ValueError(f"workers must be 1..256 (or auto), not {self.workers}")
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers share one gRPC port: --workers needs a fixed --port, not 0")
+        if self.workers > 1 and self.state_db == ":memory:":
+            raise ValueError("workers share device state through the state DB: --workers needs a file")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {LOG_FORMATS}, not {self.log_format}")
         if self.log_level not in LOG_LEVELS:
@@ -281,6 +306,14 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         Path,
         "file holding the secret for per-device tokens: every stream then needs device-token metadata",
     ),
+    (
+        "workers",
+        "ACP_WORKERS",
+        _worker_count,
+        "server processes sharing the gRPC port under one parent that restarts any that dies"
+        " (auto: one per core)",
+    ),
+    ("worker_index", "ACP_WORKER_INDEX", int, "set by --workers for each worker; leave unset"),
 )
 
 

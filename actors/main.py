@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_config(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    config = parse_config(arguments)
     configure_logging(config.log_level, config.log_format)
+    if config.workers > 1:
+        from cluster.workers import run_workers
+
+        return run_workers(config, arguments)
     from rpc.server import ControlPlane
 
     try:

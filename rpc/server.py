@@ -65,7 +65,7 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", int(config.min_client_ping_interval * 1000)),
         ("grpc.http2.max_ping_strikes", 2),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if config.shares_port else 0),
         # Devices send a few bytes a second: the default 64 KiB receive window per stream is
         # plenty, and without BDP probing a flooding device cannot grow it to megabytes that
         # gRPC would accept (and spend CPU on) before flow control holds the sender back.

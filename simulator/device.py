@@ -215,10 +215,13 @@ class SimulatedDevice:
         """
         if self._conn is not None:
             raise RuntimeError(f"device {self.device_id!r} is already connected")
+        # A connection of its own, as a real device has: gRPC would otherwise reuse another
+        # channel's TCP connection to the same target from its process-wide subchannel pool.
+        options = [("grpc.use_local_subchannel_pool", 1)]
         channel = (
-            grpc.aio.insecure_channel(self.target)
+            grpc.aio.insecure_channel(self.target, options=options)
             if self.credentials is None
-            else grpc.aio.secure_channel(self.target, self.credentials)
+            else grpc.aio.secure_channel(self.target, self.credentials, options=options)
         )
         try:
             if self.connect_timeout is not None:

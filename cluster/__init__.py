@@ -1,0 +1,1 @@
+"""Running past one process: workers sharing the port on one host."""
