@@ -210,7 +210,7 @@ class SupervisorActor(PooledActor):
                 )
                 return
             device = self._start_device(device_id, peer)
-        elif message.kind in device.session.streams.values():
+        elif replaced:
             self._replace_stream(device_id, device, message)
         stream = self._next()
         device.session.streams[stream] = message.kind
