@@ -7,44 +7,65 @@ once the runtime's thread has run what was already waiting (``schedule`` puts th
 behind it), and then every save's ``then`` hears whether it is durable. A load sees the
 saves not yet committed, so a device that reconnects at once resumes its newest state.
 
+A store that answers later (``DeferredSaves``: a network store such as Redis) gets one batch
+at a time; the saves made meanwhile form the next. A batch the store could not take stays
+pending and is tried again after ``retry_delay``; a save the store refused because another
+server owns the device now (fencing) is dropped, and ``on_fenced`` hears of the device.
+
 Used from one thread only: the actor runtime's.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from actors.state import DeviceState
-from actors.store import StateStore
+from actors.store import DeferredSaves, StateStore
 
 logger = logging.getLogger(__name__)
 
 Durable = Callable[[bool], None]
 """Told True once a save is committed, False if the commit failed (the save stays pending)."""
 
+RETRY_DELAY = 0.5
+"""Seconds before a batch the store could not take is tried again."""
+
 
 class GroupCommit:
-    def __init__(self, store: StateStore, schedule: Callable[[Callable[[], None]], None]) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        schedule: Callable[[Callable[[], None]], None],
+        schedule_later: Callable[[float, Callable[[], None]], object] | None = None,
+        on_fenced: Callable[[str], None] | None = None,
+        retry_delay: float = RETRY_DELAY,
+    ) -> None:
         self._store = store
         self._schedule = schedule
+        self._schedule_later = schedule_later
+        self._on_fenced = on_fenced
+        self._retry_delay = retry_delay
+        self._deferred: DeferredSaves | None = store if isinstance(store, DeferredSaves) else None
         self._pending: dict[str, DeviceState] = {}
-        self._waiting: list[Durable] = []
+        self._waiting: list[tuple[str, Durable]] = []
         self._scheduled = False
+        self._in_flight: dict[str, DeviceState] | None = None
         self.commits = 0
         self.saves = 0
+        self.fenced = 0
 
     def save(self, device_id: str, state: DeviceState, then: Durable | None = None) -> None:
         self._pending[device_id] = state
         self.saves += 1
         if then is not None:
-            self._waiting.append(then)
-        if not self._scheduled:
-            self._scheduled = True
-            self._schedule(self.commit)
+            self._waiting.append((device_id, then))
+        self._schedule_commit()
 
     def load(self, device_id: str) -> DeviceState | None:
         pending = self._pending.get(device_id)
+        if pending is None and self._in_flight is not None:
+            pending = self._in_flight.get(device_id)
         return pending if pending is not None else self._store.load(device_id)
 
     def load_desired(self, device_id: str) -> int | None:
@@ -57,24 +78,70 @@ class GroupCommit:
     def clear_desired(self, device_id: str, mode: int) -> None:
         self._store.clear_desired(device_id, mode)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting to be saved and no batch out."""
+        return not self._pending and self._in_flight is None
+
+    def _schedule_commit(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._schedule(self.commit)
+
     def commit(self) -> None:
         """Write the batch in one transaction, then tell every waiting save how it went."""
         self._scheduled = False
-        if not self._pending:
-            return
+        if not self._pending or self._in_flight is not None:
+            return  # a deferred batch still out: its answer schedules the next
         batch, waiting = self._pending, self._waiting
-        self._waiting = []
+        self._pending, self._waiting = {}, []
+        if self._deferred is not None:
+            self._in_flight = batch
+            self._deferred.submit(
+                list(batch.items()), lambda outcome: self._answered(batch, waiting, outcome)
+            )
+            return
         try:
             self._store.save_many(list(batch.items()))
         except Exception as error:  # the store names its file; the saves stay for the next commit
-            logger.error("could not save %d device states: %s", len(batch), error)
-            for then in waiting:
-                then(False)
+            self._answered(batch, waiting, error)
             return
-        self._pending = {}
+        self._answered(batch, waiting, frozenset())
+
+    def _answered(
+        self,
+        batch: dict[str, DeviceState],
+        waiting: Sequence[tuple[str, Durable]],
+        outcome: frozenset[str] | Exception,
+    ) -> None:
+        self._in_flight = None
+        if isinstance(outcome, Exception):
+            logger.error("could not save %d device states: %s", len(batch), outcome)
+            self._pending = {**batch, **self._pending}  # newer saves of the same devices win
+            for _, then in waiting:
+                then(False)
+            self._retry_later()
+            return
         self.commits += 1
-        for then in waiting:
-            then(True)
+        for device_id in outcome:
+            self.fenced += 1
+            logger.warning("device %s: not saved, another server owns it now", device_id)
+        for device_id, then in waiting:
+            then(device_id not in outcome)
+        if self._on_fenced is not None:
+            for device_id in outcome:
+                self._on_fenced(device_id)
+        if self._pending:
+            self._schedule_commit()
+
+    def _retry_later(self) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
+        if self._schedule_later is None:
+            self._scheduled = False  # the next save schedules the retry
+            return
+        self._schedule_later(self._retry_delay, self.commit)
 
     def close(self) -> None:
         """Commit what is pending, then close the store."""

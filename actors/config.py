@@ -75,6 +75,10 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auth_secret_file: Path | None = None
+    store: str = ""
+    """Empty: the SQLite file ``state_db``; ``redis://HOST:PORT/DB``: Redis, shared by replicas."""
+    replica_id: str = ""
+    """This server's name among replicas (empty: host name and gRPC port)."""
     workers: int = 1
     worker_index: int = -1
     """Set by the parent of ``--workers N`` for each worker it starts (0..N-1); -1: not a worker."""
@@ -155,7 +159,12 @@ class ServerConfig:
             raise ValueError(f"workers must be 1..256 (or auto), not {self.workers}")
         if self.workers > 1 and self.port == 0:
             raise ValueError("workers share one gRPC port: --workers needs a fixed --port, not 0")
-        if self.workers > 1 and self.state_db == ":memory:":
+        if self.store and not self.store.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"the store must be a redis://HOST:PORT/DB (or rediss://, unix://) URL, not {self.store!r};"
+                " leave it empty for the SQLite file --state-db"
+            )
+        if self.workers > 1 and self.state_db == ":memory:" and not self.store:
             raise ValueError("workers share device state through the state DB: --workers needs a file")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log format must be one of {LOG_FORMATS}, not {self.log_format}")
@@ -305,6 +314,19 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "ACP_AUTH_SECRET_FILE",
         Path,
         "file holding the secret for per-device tokens: every stream then needs device-token metadata",
+    ),
+    (
+        "store",
+        "ACP_STORE",
+        str,
+        "shared store for device state (redis://HOST:PORT/DB), so replicas serve one fleet;"
+        " empty: the SQLite file --state-db",
+    ),
+    (
+        "replica_id",
+        "ACP_REPLICA_ID",
+        str,
+        "this server's name among replicas sharing a store (empty: host name and gRPC port)",
     ),
     (
         "workers",

@@ -35,6 +35,8 @@ class Refusal(enum.Enum):
     FULL = "full"
     BUSY = "busy"
     """Connects are arriving faster than the server can answer them in time."""
+    STORE_DOWN = "store-down"
+    """The shared store cannot be reached, so the device cannot be taken over safely."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,13 @@ class OpenStream:
     peer: str
     kind: StreamKind
     reply: OpenReply
+
+
+@dataclass(frozen=True, slots=True)
+class Evict:
+    """Another server owns the device now: end its streams here without saving its state."""
+
+    device_id: str
 
 
 @dataclass(frozen=True, slots=True)

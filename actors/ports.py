@@ -36,6 +36,8 @@ class CloseCause(enum.Enum):
     RETIRED = "retired"
     FAILED = "failed"
     SHUTDOWN = "shutdown"
+    MOVED = "moved"
+    """Another server took the device over (its streams reached that one)."""
 
 
 class LedOutlet(Protocol):

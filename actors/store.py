@@ -1,8 +1,8 @@
 """Where a device's state waits between connections and across server restarts.
 
 What is kept is what a reconnect resumes: the mode (and the playback counter). The store
-is an interface so that several replicas can later share one (e.g. Redis); SQLite is the
-embedded default, a file on disk, with ``:memory:`` for tests.
+is an interface so that several replicas can share one (``cluster.shared_store``, Redis);
+SQLite is the embedded default, a file on disk, with ``:memory:`` for tests.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from actors.state import DeviceState
 
@@ -60,6 +60,24 @@ class StateStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+SaveOutcome = frozenset[str] | Exception
+"""How a deferred batch went: the devices whose saves were refused because another server
+owns them now (fencing), or the error that kept the whole batch out."""
+
+
+@runtime_checkable
+class DeferredSaves(Protocol):
+    """A store that takes a batch and answers later, on the loop's thread (a network store)."""
+
+    def submit(
+        self, states: Sequence[tuple[str, DeviceState]], done: Callable[[SaveOutcome], None]
+    ) -> None: ...
+
+
+class StoreUnavailable(RuntimeError):
+    """A shared store cannot be reached now: the message says so and what the caller should do."""
 
 
 class StoreError(RuntimeError):

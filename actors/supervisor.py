@@ -34,6 +34,7 @@ from actors.messages import (
     DeviceCommand,
     DeviceFailed,
     Drain,
+    Evict,
     FleetStatus,
     OpenStream,
     PlaybackEnded,
@@ -160,6 +161,13 @@ class SupervisorActor(PooledActor):
                         connected=len(self._devices), restarts=self._restarts, retiring=len(self._retiring)
                     )
                 )
+            case Evict(device_id=device_id) if device_id in self._devices:
+                for_device(logger, device_id).info(
+                    "another server took the device over; ending its streams here"
+                )
+                self._retire(device_id, moved=True)
+            case Evict():
+                pass
             case Drain():
                 self._draining = True
                 for device in self._devices.values():
@@ -285,12 +293,15 @@ class SupervisorActor(PooledActor):
             self._news,
         )
 
-    def _retire(self, device_id: str) -> None:
-        """Tell the actor to retire; its ``Retired`` (or the timeout) completes it."""
+    def _retire(self, device_id: str, moved: bool = False) -> None:
+        """Tell the actor to retire; its ``Retired`` (or the timeout) completes it. A device taken
+        over elsewhere is saved too: the store refuses that save, as it would any stale one."""
         device = self._devices.pop(device_id)
         self._observer.device_disconnected()
         self._news.device_offline(device_id, device.state.at_rest())
-        if self._draining:
+        if moved:
+            retire = Retire(CloseCause.MOVED, f"device_id {device_id} is now served by another server")
+        elif self._draining:
             retire = Retire(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
         else:
             retire = Retire(CloseCause.RETIRED, "the device's connection is gone")

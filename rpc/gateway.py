@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pykka
 
@@ -28,9 +28,21 @@ from actors.messages import (
     StreamRefused,
 )
 from actors.state import ButtonInput
+from actors.store import StoreUnavailable
 from rpc.loopcall import call_on_loop
 
 T = TypeVar("T")
+
+
+class Claims(Protocol):
+    """Ownership of devices among replicas (``cluster.shared_store``): a device's streams are
+    served only once this server owns it."""
+
+    def owns(self, device_id: str) -> bool: ...
+
+    async def claim(self, device_id: str) -> None:
+        """Raises StoreUnavailable when ownership cannot be decided now."""
+        ...
 
 
 class FleetGateway:
@@ -48,8 +60,10 @@ class FleetGateway:
         loop: asyncio.AbstractEventLoop,
         ack_timeout: float = 5.0,
         connect_queue_limit: float = 0.5,
+        claims: Claims | None = None,
     ) -> None:
         self._supervisor = supervisor
+        self._claims = claims
         self._loop = loop
         self._ack_timeout = ack_timeout
         self._connect_queue_limit = connect_queue_limit
@@ -70,6 +84,11 @@ class FleetGateway:
             return StreamRefused(
                 "the server is busy connecting other devices; reconnect in a moment", Refusal.BUSY
             )
+        if self._claims is not None and not self._claims.owns(device_id):
+            try:
+                await self._claims.claim(device_id)
+            except StoreUnavailable as error:
+                return StreamRefused(str(error), Refusal.STORE_DOWN)
         future: asyncio.Future[StreamGrant | StreamRefused] = self._loop.create_future()
         loop = self._loop
         request = next(self._requests)

@@ -35,6 +35,8 @@ class Metrics(FleetObserver):
         self.connects_shed = 0
         self._commits: GroupCommit | None = None
         self._event_readers: Callable[[], int] | None = None
+        self._store_reachable: Callable[[], bool] | None = None
+        self._store_outages: Callable[[], int] | None = None
         self._event_readers_dropped: Callable[[], int] | None = None
 
         registry = self.registry
@@ -106,6 +108,10 @@ class Metrics(FleetObserver):
     def watch_commits(self, commits: GroupCommit) -> None:
         self._commits = commits
 
+    def watch_shared_store(self, reachable: Callable[[], bool], outages: Callable[[], int]) -> None:
+        """The shared store (Redis): reachable now, and how many outages it had."""
+        self._store_reachable, self._store_outages = reachable, outages
+
     def watch_event_readers(self, readers: Callable[[], int], dropped: Callable[[], int]) -> None:
         """The operator API's live-event readers: how many are connected, how many were dropped."""
         self._event_readers, self._event_readers_dropped = readers, dropped
@@ -149,7 +155,21 @@ class _HotCounters(Collector):
                 "Live-event readers dropped for falling behind (devices never wait for them)",
                 m._event_readers_dropped(),
             )
+        if m._store_reachable is not None and m._store_outages is not None:
+            yield GaugeMetricFamily(
+                "acp_store_reachable",
+                "1 while the shared store answers, 0 during an outage (saves then wait)",
+                value=1 if m._store_reachable() else 0,
+            )
+            yield _counter(
+                "acp_store_outages", "Times the shared store became unreachable", m._store_outages()
+            )
         if m._commits is not None:
+            yield _counter(
+                "acp_state_saves_fenced",
+                "Saves the shared store refused: another server owns the device now",
+                m._commits.fenced,
+            )
             yield _counter("acp_state_saves", "Device states saved", m._commits.saves)
             yield _counter(
                 "acp_state_commits",

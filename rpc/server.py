@@ -6,8 +6,10 @@ Tests run it in-process on 127.0.0.1:0; ``actors.main`` runs it until SIGTERM or
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import socket
 import time
 import weakref
 from pathlib import Path
@@ -21,7 +23,7 @@ from prometheus_client import start_http_server
 
 from actors.commit import GroupCommit
 from actors.config import ServerConfig
-from actors.messages import Drain
+from actors.messages import Drain, Evict
 from actors.runtime import ActorRuntime
 from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
@@ -32,6 +34,7 @@ from admin.commands import FleetCommands
 from admin.events import EventHub
 from admin.fleetview import FleetView
 from admin.server import AdminServer
+from cluster.shared_store import SharedStore
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.catalog import SoundCatalog
 from media.library import SoundLibrary, build_library
@@ -79,11 +82,17 @@ class ControlPlane:
     ) -> None:
         self.config = config
         self.library = library or build_library(config.modes, config.frame_ms, config.sounds_dir)
+        self.metrics = Metrics()
+        self.shared: SharedStore | None = None
+        if store is None and config.store:
+            store = self.shared = SharedStore(config.store, replica_name(config))
+            self.metrics.watch_shared_store(
+                lambda: self.shared is None or self.shared.reachable, self._outages
+            )
         self.store: StateStore = store or open_store(config.state_db)
         self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
         self.admin_tokens = Tokens.from_files(config.admin_token_file, config.admin_readonly_token_file)
         self.audit: AuditLog = open_audit_log(config.state_db)
-        self.metrics = Metrics()
         self.admission = StreamAdmission(
             AdmissionPolicy(
                 max_streams=config.max_streams,
@@ -131,7 +140,18 @@ class ControlPlane:
         )
         # The actors take their turns on this loop's thread: no thread hand-off per press.
         runtime = ActorRuntime(loop, name="actors")
-        commits = GroupCommit(self.store, runtime.call_soon)
+        if self.shared is not None:
+            await self.shared.open()
+        supervisor_ref: list[pykka.ActorRef[Any]] = []
+
+        def evict(device_id: str) -> None:
+            """Another replica owns the device now (its claim was published, or a save was fenced)."""
+            for ref in supervisor_ref:
+                ref.tell(Evict(device_id))
+
+        if self.shared is not None:
+            self.shared.on_lost = evict
+        commits = GroupCommit(self.store, runtime.call_soon, runtime.call_later, on_fenced=evict)
         self.metrics.watch_commits(commits)
         events = EventHub(time.time, first_id=int(time.time() * 1000))
         self.metrics.watch_event_readers(lambda: events.readers, lambda: events.dropped)
@@ -147,6 +167,7 @@ class ControlPlane:
         supervisor = SupervisorActor.start(
             runtime, self.sounds, commits, link_factory, policy, self.metrics, admission, fleet
         )
+        supervisor_ref.append(supervisor)
         admin = None
         if self.config.admin_port >= 0:
             surface = OperatorSurface(
@@ -169,7 +190,12 @@ class ControlPlane:
         server = grpc.aio.server(options=grpc_options(self.config))
         add_device_service(
             DeviceService(
-                FleetGateway(supervisor, loop, connect_queue_limit=self.config.connect_queue_ms / 1000),
+                FleetGateway(
+                    supervisor,
+                    loop,
+                    connect_queue_limit=self.config.connect_queue_ms / 1000,
+                    claims=self.shared,
+                ),
                 self.metrics,
                 self.config.event_rate,
                 self.config.event_burst,
@@ -205,6 +231,8 @@ class ControlPlane:
             await server.stop(None)
             await asyncio.to_thread(runtime.shutdown)
             commits.close()
+            if self.shared is not None:
+                await self.shared.aclose()
             raise
         if self.credentials is None and not self.config.loopback_only:
             logger.warning(
@@ -274,6 +302,11 @@ class ControlPlane:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
         commits.close()
+        if self.shared is not None:
+            while not commits.idle and loop.time() < deadline + 2.0:
+                await asyncio.sleep(0.01)  # the last deferred batch is out: wait for Redis's answer
+                commits.commit()
+            await self.shared.aclose()
         if self.events is not None:
             self.events.close()
         if self._admin is not None:  # last: operators watch the drain until the end
@@ -282,6 +315,9 @@ class ControlPlane:
         self.audit.close()
         self._stopped.set()
         logger.info("stopped")
+
+    def _outages(self) -> int:
+        return 0 if self.shared is None else self.shared.outages
 
     async def _settle(self, deadline: float) -> None:
         """Wait for the last LED states and end packets to reach the devices, up to the deadline."""
@@ -328,6 +364,18 @@ async def _watch_cpu(admission: StreamAdmission) -> None:
 def sound_shelf(state_db: str) -> Path | None:
     """Uploaded sounds live beside the state store; a server that keeps no state keeps none."""
     return None if state_db == ":memory:" else Path(state_db).parent / "sounds"
+
+
+_unnamed_replicas = itertools.count(1)
+
+
+def replica_name(config: ServerConfig) -> str:
+    """The configured name, else host name and port (and worker index): unique on one host."""
+    if config.replica_id:
+        return config.replica_id
+    port = str(config.port) if config.port else f"{os.getpid()}-{next(_unnamed_replicas)}"
+    worker = f"/{config.worker_index}" if config.worker_index >= 0 else ""
+    return f"{socket.gethostname()}:{port}{worker}"
 
 
 def _devices(count: int) -> str:

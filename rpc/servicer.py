@@ -42,6 +42,7 @@ _REFUSAL_CODES = {
     Refusal.DRAINING: grpc.StatusCode.UNAVAILABLE,
     Refusal.FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Refusal.BUSY: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Refusal.STORE_DOWN: grpc.StatusCode.UNAVAILABLE,
 }
 
 ACK = pb.DeviceEventResponse(ack=True)

@@ -1,0 +1,496 @@
+"""The fleet's state in Redis, shared by every replica, with ownership fenced by an epoch.
+
+A device is owned by the replica that holds its streams. Taking it (``claim``, when its
+first stream reaches a replica that does not own it) is one script in Redis: the device's
+``epoch`` goes up by one and ``owner`` becomes this replica, and the claim is published.
+Every save of a device's state names the epoch it was claimed with, and the save script
+writes it only if that epoch and owner are still the device's: a replica that lost a
+device (it was claimed elsewhere while this one was paused or cut off) cannot overwrite
+what the new owner wrote. It hears of the loss from the published claim, or at the latest
+from its next refused save, and ends the device's streams (``on_lost``).
+
+The actors call the store from the loop's thread and must not wait on the network, so the
+interface stays synchronous: reads come from a mirror of every device's record in this
+process, which the claim refreshes for the device being connected (its owner's view is
+the truth while it owns it) and which the changes other replicas publish keep current;
+state saves go out in batches (``submit``) and are answered on the loop; an operator's tag
+or desired-mode write goes into the mirror at once and out to Redis in order, retried
+until Redis takes it.
+
+Redis unreachable: connected devices go on being served, their saves wait (the group commit
+retries them; a press is acked only once saved), new devices are refused with a clear
+reason (nobody can claim them safely), the outage is logged once at its start and once at
+its end, and counted. The mirror is loaded again when the change feed reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from actors.state import DeviceState
+from actors.store import DeviceRecord, SaveOutcome, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "acp:"
+DEVICES = PREFIX + "devices"
+"""The set of every device_id the fleet has seen."""
+CHANGES = PREFIX + "changes"
+"""The channel every write script publishes what it changed on."""
+HEARTBEAT_INTERVAL = 1.0
+REPLICA_TTL_MS = 3000
+"""A replica whose heartbeat key is this old is gone."""
+OP_TIMEOUT = 2.0
+"""Seconds a Redis command may take before it counts as failed."""
+RETRY_DELAY = 0.5
+
+
+def device_key(device_id: str) -> str:
+    return f"{PREFIX}device:{device_id}"
+
+
+def replica_key(replica: str) -> str:
+    return f"{PREFIX}replica:{replica}"
+
+
+_CLAIM = """
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+local fields = redis.call('HMGET', KEYS[1], 'mode', 'next', 'tags', 'desired', 'seen')
+redis.call('PUBLISH', KEYS[3], cjson.encode({r = ARGV[1], claim = ARGV[2], epoch = epoch}))
+return {epoch, fields[1], fields[2], fields[3], fields[4], fields[5]}
+"""
+
+_SAVE = """
+local fenced, saved = {}, {}
+for i = 1, #KEYS - 1 do
+  local base = 2 + (i - 1) * 4
+  local id, epoch = ARGV[base + 1], ARGV[base + 2]
+  local current = redis.call('HMGET', KEYS[i], 'epoch', 'owner')
+  if current[1] == epoch and current[2] == ARGV[1] then
+    redis.call('HSET', KEYS[i], 'mode', ARGV[base + 3], 'next', ARGV[base + 4], 'seen', ARGV[2])
+    saved[#saved + 1] = {id, tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])}
+  else
+    fenced[#fenced + 1] = id
+  end
+end
+if #saved > 0 then
+  redis.call('PUBLISH', KEYS[#KEYS], cjson.encode({r = ARGV[1], saves = saved, seen = tonumber(ARGV[2])}))
+end
+return fenced
+"""
+
+_SET_FIELD = """
+redis.call('HSETNX', KEYS[1], 'mode', 0)
+redis.call('HSETNX', KEYS[1], 'next', 1)
+redis.call('SADD', KEYS[2], ARGV[2])
+if ARGV[4] == '' then
+  if ARGV[5] == '' or redis.call('HGET', KEYS[1], ARGV[3]) == ARGV[5] then
+    redis.call('HDEL', KEYS[1], ARGV[3])
+  else
+    return 0
+  end
+else
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+end
+redis.call('PUBLISH', KEYS[3], cjson.encode({r = ARGV[1], field = ARGV[3], id = ARGV[2], value = ARGV[4]}))
+return 1
+"""
+"""Set (or, with an empty value, delete: only if it still equals ARGV[5] when that is given)
+one operator field of a device: its tags or its desired mode."""
+
+
+@dataclass(slots=True)
+class _Mirrored:
+    record: DeviceRecord
+    state: DeviceState | None
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _record(device_id: str, fields: Sequence[Any]) -> _Mirrored:
+    mode, next_id, tags, desired, seen = fields
+    state = None if mode is None else DeviceState(mode=int(mode), next_playback_id=int(next_id or 1))
+    record = DeviceRecord(
+        device_id,
+        int(mode or 0),
+        tuple(json.loads(tags)) if tags else (),
+        _int(desired),
+        None if seen is None else float(seen),
+    )
+    return _Mirrored(record, state)
+
+
+class SharedStore:
+    """``StateStore`` and ``DeferredSaves`` over Redis; ``open`` it on the loop before use."""
+
+    def __init__(
+        self,
+        url: str,
+        replica: str,
+        clock: Callable[[], float] = time.time,
+        on_outage: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.replica = replica
+        self._clock = clock
+        self._on_outage = on_outage
+        self.on_lost: Callable[[str], None] = lambda device_id: None
+        """Told the device_id when another replica took a device this one owned."""
+        self.on_change: Callable[[DeviceRecord], None] = lambda record: None
+        """Told of every record another replica changed (the operator's fleet view follows it)."""
+        self._client: aioredis.Redis | None = None
+        self._mirror: dict[str, _Mirrored] = {}
+        self._owned: dict[str, int] = {}
+        """device_id -> the epoch this replica claimed it with."""
+        self._claiming: dict[str, asyncio.Future[int]] = {}
+        self._writes: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down_since: float | None = None
+        self.outages = 0
+        self._closed = False
+
+    # Lifecycle.
+
+    async def open(self) -> None:
+        """Connect, load the mirror, and start the change feed, the heartbeat and the writer."""
+        self._client = aioredis.Redis.from_url(
+            self.url,
+            socket_timeout=OP_TIMEOUT,
+            socket_connect_timeout=OP_TIMEOUT,
+            health_check_interval=5,
+        )
+        try:
+            await self._client.ping()
+            await self._load_mirror()
+        except (RedisError, OSError) as error:
+            await self._client.aclose()
+            raise StoreUnavailable(f"cannot reach the shared store {self.url}: {error}") from error
+        self._claim = self._client.register_script(_CLAIM)
+        self._save = self._client.register_script(_SAVE)
+        self._set_field = self._client.register_script(_SET_FIELD)
+        self._tasks = [
+            asyncio.create_task(self._follow_changes(), name="store-changes"),
+            asyncio.create_task(self._beat(), name="store-heartbeat"),
+            asyncio.create_task(self._write_in_order(), name="store-writes"),
+        ]
+
+    async def aclose(self) -> None:
+        """Finish the queued operator writes (briefly), stop the tasks, leave the replica set."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(OP_TIMEOUT):
+                await self._writes.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.delete(replica_key(self.replica))
+            await self._client.aclose()
+
+    def close(self) -> None:
+        """The synchronous half of closing (the group commit's): ``aclose`` does the rest."""
+
+    @property
+    def reachable(self) -> bool:
+        return self._down_since is None
+
+    # Ownership.
+
+    def owns(self, device_id: str) -> bool:
+        return device_id in self._owned
+
+    async def claim(self, device_id: str) -> None:
+        """Make this replica the device's owner (newest wins), unless it already is; the mirror then
+        holds the device's stored record. StoreUnavailable while Redis cannot be reached."""
+        if device_id in self._owned:
+            return
+        waiting = self._claiming.get(device_id)
+        if waiting is not None:
+            await asyncio.shield(waiting)
+            return
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._claiming[device_id] = future
+        try:
+            try:
+                reply = await self._claim(
+                    keys=[device_key(device_id), DEVICES, CHANGES], args=[self.replica, device_id]
+                )
+            except (RedisError, OSError) as error:
+                self._went_down(error)
+                raise StoreUnavailable(
+                    "the shared store is unreachable, so this server cannot take the device over;"
+                    " reconnect later"
+                ) from error
+            self._came_back()
+            epoch = int(reply[0])
+            fields = [None if value is None else value.decode() for value in reply[1:]]
+            self._mirror[device_id] = _record(device_id, fields)
+            self._owned[device_id] = epoch
+            future.set_result(epoch)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: the claimants that shared it re-raise their own
+            raise
+        finally:
+            del self._claiming[device_id]
+
+    def released(self, device_id: str) -> None:
+        """The device left this replica (its streams are gone, its last state saved or refused)."""
+        self._owned.pop(device_id, None)
+
+    # StateStore: reads from the mirror.
+
+    def load(self, device_id: str) -> DeviceState | None:
+        mirrored = self._mirror.get(device_id)
+        return None if mirrored is None else mirrored.state
+
+    def records(self) -> list[DeviceRecord]:
+        return [mirrored.record for mirrored in self._mirror.values() if mirrored.state is not None]
+
+    def load_desired(self, device_id: str) -> int | None:
+        mirrored = self._mirror.get(device_id)
+        return None if mirrored is None else mirrored.record.desired_mode
+
+    # StateStore: writes.
+
+    def save(self, device_id: str, state: DeviceState) -> None:
+        """Outside the group commit (tools, tests): saved in order with the operator's writes."""
+        self._writes.put_nowait(lambda: self._save_batch([(device_id, state)]))
+
+    def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None:
+        batch = list(states)
+        self._writes.put_nowait(lambda: self._save_batch(batch))
+
+    def submit(self, states: Sequence[tuple[str, DeviceState]], done: Callable[[SaveOutcome], None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._save_batch(states))
+        task.add_done_callback(lambda finished: done(_outcome(finished)))
+
+    def save_tags(self, device_id: str, tags: Sequence[str]) -> None:
+        value = json.dumps(list(tags))
+        self._mirror_update(device_id, lambda record: replace(record, tags=tuple(tags)))
+        self._queue_field(device_id, "tags", value, "")
+
+    def set_desired(self, device_id: str, mode: int) -> None:
+        self._mirror_update(device_id, lambda record: replace(record, desired_mode=mode))
+        self._queue_field(device_id, "desired", str(mode), "")
+
+    def clear_desired(self, device_id: str, mode: int) -> None:
+        mirrored = self._mirror.get(device_id)
+        if mirrored is not None and mirrored.record.desired_mode == mode:
+            mirrored.record = replace(mirrored.record, desired_mode=None)
+        self._queue_field(device_id, "desired", "", str(mode))
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    # Inside.
+
+    async def _save_batch(self, states: Sequence[tuple[str, DeviceState]]) -> frozenset[str]:
+        """One script for the batch; the states of devices this replica does not own are refused
+        without asking."""
+        fenced = {device_id for device_id, _ in states if device_id not in self._owned}
+        owned = [(device_id, state) for device_id, state in states if device_id in self._owned]
+        if not owned:
+            return frozenset(fenced)
+        keys = [device_key(device_id) for device_id, _ in owned] + [CHANGES]
+        args: list[Any] = [self.replica, repr(self._clock())]
+        for device_id, state in owned:
+            args += [device_id, self._owned[device_id], state.mode, state.next_playback_id]
+        try:
+            refused = await self._save(keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            self._went_down(error)
+            raise
+        self._came_back()
+        refused_ids = {value.decode() for value in refused}
+        now = self._clock()
+        for device_id, state in owned:
+            if device_id in refused_ids:
+                self._lost(device_id)
+            else:
+                kept = DeviceState(mode=state.mode, next_playback_id=state.next_playback_id)
+                self._mirror_state(device_id, kept, now)
+        return frozenset(fenced | refused_ids)
+
+    def _queue_field(self, device_id: str, field: str, value: str, only_if: str) -> None:
+        async def write() -> None:
+            await self._set_field(
+                keys=[device_key(device_id), DEVICES, CHANGES],
+                args=[self.replica, device_id, field, value, only_if],
+            )
+
+        self._writes.put_nowait(write)
+
+    async def _write_in_order(self) -> None:
+        """Operator writes, one after another, each retried until Redis takes it."""
+        while True:
+            write = await self._writes.get()
+            try:
+                while True:
+                    try:
+                        await write()
+                        self._came_back()
+                        break
+                    except (RedisError, OSError) as error:
+                        self._went_down(error)
+                        await asyncio.sleep(RETRY_DELAY)
+            finally:
+                self._writes.task_done()
+
+    async def _beat(self) -> None:
+        """This replica's heartbeat key, and the outage detector while nothing else talks to Redis."""
+        assert self._client is not None
+        while True:
+            try:
+                await self._client.set(replica_key(self.replica), "1", px=REPLICA_TTL_MS)
+                self._came_back()
+            except (RedisError, OSError) as error:
+                self._went_down(error)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    async def _follow_changes(self) -> None:
+        """Apply what the other replicas publish; after a gap in the feed, reload the mirror."""
+        assert self._client is not None
+        first = True
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(CHANGES)
+                if not first:
+                    await self._load_mirror()
+                    await self._check_ownership()
+                first = False
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._apply_change(json.loads(message["data"]))
+            except (RedisError, OSError) as error:
+                self._went_down(error)
+                await asyncio.sleep(RETRY_DELAY)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _apply_change(self, change: dict[str, Any]) -> None:
+        if change.get("r") == self.replica:
+            return
+        if "claim" in change:
+            device_id, epoch = str(change["claim"]), int(change["epoch"])
+            mine = self._owned.get(device_id)
+            if mine is not None and mine < epoch:
+                self._lost(device_id)
+        elif "saves" in change:
+            seen = float(change["seen"])
+            for device_id, mode, next_id in change["saves"]:
+                self._mirror_state(
+                    str(device_id), DeviceState(mode=int(mode), next_playback_id=int(next_id)), seen
+                )
+        elif change.get("field") == "tags":
+            value = change["value"]
+            tags = tuple(json.loads(value)) if value else ()
+            self._mirror_update(str(change["id"]), lambda record: replace(record, tags=tags))
+        elif change.get("field") == "desired":
+            value = change["value"]
+            desired = int(value) if value else None
+            self._mirror_update(str(change["id"]), lambda record: replace(record, desired_mode=desired))
+
+    async def _load_mirror(self) -> None:
+        assert self._client is not None
+        members = await self._client.smembers(DEVICES)
+        ids = sorted(member.decode() if isinstance(member, bytes) else member for member in members)
+        mirror: dict[str, _Mirrored] = {}
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for device_id in chunk:
+                    pipe.hmget(device_key(device_id), "mode", "next", "tags", "desired", "seen")
+                replies = await pipe.execute()
+            for device_id, fields in zip(chunk, replies, strict=True):
+                mirror[device_id] = _record(device_id, [None if v is None else v.decode() for v in fields])
+        self._mirror = mirror
+
+    async def _check_ownership(self) -> None:
+        """After a gap in the change feed: which of the devices this replica holds were claimed
+        elsewhere meanwhile."""
+        assert self._client is not None
+        owned = list(self._owned.items())
+        for start in range(0, len(owned), 1000):
+            chunk = owned[start : start + 1000]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for device_id, _ in chunk:
+                    pipe.hmget(device_key(device_id), "epoch", "owner")
+                replies = await pipe.execute()
+            for (device_id, epoch), (stored_epoch, owner) in zip(chunk, replies, strict=True):
+                if (
+                    stored_epoch is None
+                    or int(stored_epoch) != epoch
+                    or (owner or b"").decode() != self.replica
+                ):
+                    self._lost(device_id)
+
+    def _lost(self, device_id: str) -> None:
+        if self._owned.pop(device_id, None) is not None:
+            logger.info("device %s: taken over by another server", device_id)
+            self.on_lost(device_id)
+
+    def _mirror_state(self, device_id: str, state: DeviceState, seen: float) -> None:
+        mirrored = self._mirror.get(device_id)
+        if mirrored is None:
+            mirrored = self._mirror[device_id] = _Mirrored(DeviceRecord(device_id, state.mode), state)
+        mirrored.state = state
+        mirrored.record = replace(mirrored.record, mode=state.mode, last_seen=seen)
+        self.on_change(mirrored.record)
+
+    def _mirror_update(self, device_id: str, change: Callable[[DeviceRecord], DeviceRecord]) -> None:
+        mirrored = self._mirror.get(device_id)
+        if mirrored is None:
+            mirrored = self._mirror[device_id] = _Mirrored(
+                DeviceRecord(device_id, 0), DeviceState(mode=0, next_playback_id=1)
+            )
+        mirrored.record = change(mirrored.record)
+        self.on_change(mirrored.record)
+
+    def _went_down(self, error: BaseException) -> None:
+        if self._down_since is None and not self._closed:
+            self._down_since = time.monotonic()
+            self.outages += 1
+            logger.error("the shared store %s is unreachable: %s", self.url, error)
+            if self._on_outage is not None:
+                self._on_outage(True)
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            logger.warning(
+                "the shared store %s is reachable again after %.1f s",
+                self.url,
+                time.monotonic() - self._down_since,
+            )
+            self._down_since = None
+            if self._on_outage is not None:
+                self._on_outage(False)
+
+
+def _outcome(finished: asyncio.Task[frozenset[str]]) -> SaveOutcome:
+    if finished.cancelled():
+        return RuntimeError("the save was cancelled (the server is stopping)")
+    error = finished.exception()
+    if error is not None:
+        return error if isinstance(error, Exception) else RuntimeError(str(error))
+    return finished.result()
