@@ -36,7 +36,7 @@ class GroupCommit:
     def __init__(
         self,
         store: StateStore,
-        schedule: Callable[[Callable[[], None]], None],
+        schedule: Callable[[Callable[[], None]], object],
         schedule_later: Callable[[float, Callable[[], None]], object] | None = None,
         on_fenced: Callable[[str], None] | None = None,
         retry_delay: float = RETRY_DELAY,

@@ -196,9 +196,9 @@ class SharedStore:
                 await self._writes.join()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        _, stuck = await asyncio.wait(self._tasks, timeout=OP_TIMEOUT)
+        for task in stuck:
+            logger.warning("shared store: %s did not stop in time", task.get_name())
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.delete(replica_key(self.replica))
@@ -369,7 +369,7 @@ class SharedStore:
         """Apply what the other replicas publish; after a gap in the feed, reload the mirror."""
         assert self._client is not None
         first = True
-        while True:
+        while not self._closed:  # redis-py can swallow a cancel that lands during subscribe
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(CHANGES)
@@ -377,7 +377,7 @@ class SharedStore:
                     await self._load_mirror()
                     await self._check_ownership()
                 first = False
-                while True:
+                while not self._closed:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self._apply_change(json.loads(message["data"]))

@@ -89,7 +89,7 @@ class ControlPlane:
             self.metrics.watch_shared_store(
                 lambda: self.shared is None or self.shared.reachable, self._outages
             )
-        self.store: StateStore = store or open_store(config.state_db)
+        self.store: StateStore = store if store is not None else open_store(config.state_db)
         self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
         self.admin_tokens = Tokens.from_files(config.admin_token_file, config.admin_readonly_token_file)
         self.audit: AuditLog = open_audit_log(config.state_db)

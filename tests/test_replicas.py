@@ -1,0 +1,140 @@
+"""Replicas sharing Redis, in one process: a device is served by whichever it reached last."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+
+import grpc
+import pytest
+
+from actors.leds import STATUS_IDLE, mode_leds
+from media.library import SoundLibrary
+from rpc.server import ControlPlane
+from simulator import Button, SimulatedDevice
+from tests.live import TEST_CONFIG, run, shows
+from tests.redis_server import RedisServer, redis_server
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@asynccontextmanager
+async def replicas(
+    library: SoundLibrary, redis: RedisServer, count: int
+) -> AsyncIterator[list[ControlPlane]]:
+    async with AsyncExitStack() as stack:
+        planes = []
+        for number in range(1, count + 1):
+            plane = ControlPlane(
+                replace(TEST_CONFIG, store=redis.url, replica_id=f"replica{number}"), library
+            )
+            await plane.start()
+            stack.push_async_callback(plane.stop, 1.0)
+            planes.append(plane)
+        yield planes
+
+
+def address(plane: ControlPlane) -> str:
+    return f"127.0.0.1:{plane.port}"
+
+
+def test_a_device_that_reaches_another_replica_is_taken_over_and_its_old_streams_end_aborted(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two):
+            first = SimulatedDevice(address(one), "kitchen", play_in_real_time=False)
+            await first.connect()
+            assert await first.press(Button.MODE)
+            await first.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
+            second = SimulatedDevice(address(two), "kitchen", play_in_real_time=False)
+            await second.connect()
+            await second.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
+            started = asyncio.get_running_loop().time()
+            code, details = await first.wait_for_stream_end("events", timeout=1.0)
+            assert asyncio.get_running_loop().time() - started <= 1.0
+            assert code == grpc.StatusCode.ABORTED
+            assert "served by another server" in details
+            assert await second.press(Button.MODE)
+            await second.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(2))), 5)
+            await second.disconnect()
+            await first.disconnect()
+
+    run(scenario)
+
+
+def test_the_old_replica_does_not_overwrite_the_state_the_new_one_saved(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two):
+            first = SimulatedDevice(address(one), "kitchen", play_in_real_time=False)
+            await first.connect()
+            assert await first.press(Button.MODE)
+            second = SimulatedDevice(address(two), "kitchen", play_in_real_time=False)
+            await second.connect()
+            assert await second.press(Button.MODE)
+            assert await second.press(Button.MODE)
+            await first.wait_for_stream_end("events", timeout=1.0)
+            await first.disconnect()  # the old replica's actor retires, and its last save is refused
+            await asyncio.sleep(0.2)
+            await second.disconnect()
+            third = SimulatedDevice(address(one), "kitchen", play_in_real_time=False)
+            await third.connect()
+            await third.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(3))), 5)
+            await third.disconnect()
+
+    run(scenario)
+
+
+def test_a_replica_restarted_resumes_a_device_from_the_shared_store(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 1) as (one,):
+            device = SimulatedDevice(address(one), "kitchen", play_in_real_time=False)
+            await device.connect()
+            for _ in range(4):
+                assert await device.press(Button.MODE)
+            await device.disconnect()
+        async with replicas(library, redis, 1) as (again,):
+            device = SimulatedDevice(address(again), "kitchen", play_in_real_time=False)
+            await device.connect()
+            await device.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(4))), 5)
+            await device.disconnect()
+
+    run(scenario)
+
+
+def test_a_new_device_is_refused_unavailable_while_the_store_is_down_and_a_connected_one_is_served(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 1) as (one,):
+            connected = SimulatedDevice(address(one), "kitchen", play_in_real_time=False)
+            await connected.connect()
+            await connected.wait_for_first_set(5)
+            redis.stop()
+            newcomer = SimulatedDevice(address(one), "hall", play_in_real_time=False, connect_timeout=None)
+            await newcomer.connect()
+            code, details = await newcomer.wait_for_stream_end("events", timeout=5)
+            assert code == grpc.StatusCode.UNAVAILABLE
+            assert "shared store is unreachable" in details
+            assert not await connected.press(Button.MODE), "not acked: the store does not have it"
+            await connected.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
+            redis.start()
+            async with asyncio.timeout(10):
+                while one.shared is None or not one.shared.reachable or not one.store.load("kitchen"):
+                    await asyncio.sleep(0.05)
+            assert await connected.press(Button.MODE)
+            await connected.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(2))), 5)
+            await newcomer.disconnect()
+            await connected.disconnect()
+
+    run(scenario)
