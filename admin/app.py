@@ -132,6 +132,9 @@ class Device(BaseModel):
     connected_since: str | None
     peer: str | None
     tags: list[str]
+    replica: str | None = Field(
+        description="The server holding the device's streams while it is connected (replicas sharing a store)"
+    )
 
 
 class DeviceList(BaseModel):

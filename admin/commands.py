@@ -4,13 +4,17 @@ The supervisor answers through a reply callable (it never blocks on its caller);
 resolves an asyncio future on the loop. Bulk commands go out in batches, each after the
 previous one has been answered, so 10,000 of them interleave with device traffic instead
 of filling the actors' inboxes at once.
+
+Among replicas, a command for a device another replica holds goes to that replica (a
+``Forwarder``: ``cluster.relay``) and comes back with its result; everything else is decided
+here, by this replica's supervisor (an offline device's desired mode goes into the shared store).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 
@@ -24,6 +28,16 @@ BATCH = 100
 COMMAND_TIMEOUT = 5.0
 
 
+class Forwarder(Protocol):
+    def holder(self, device_id: str) -> str | None:
+        """The other replica holding the device's streams, if one does."""
+        ...
+
+    async def forward(self, replica: str, device_id: str, command: Command) -> CommandResult | None:
+        """The holder's result; None if that replica is gone."""
+        ...
+
+
 class FleetCommands:
     def __init__(
         self,
@@ -31,13 +45,25 @@ class FleetCommands:
         loop: asyncio.AbstractEventLoop,
         timeout: float = COMMAND_TIMEOUT,
         batch: int = BATCH,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self._supervisor = supervisor
         self._loop = loop
         self._timeout = timeout
         self._batch = batch
+        self.forwarder = forwarder
 
     async def send(self, device_id: str, command: Command) -> CommandResult:
+        """To the replica holding the device, or decided here."""
+        if self.forwarder is not None:
+            replica = self.forwarder.holder(device_id)
+            if replica is not None:
+                result = await self.forwarder.forward(replica, device_id, command)
+                if result is not None:
+                    return result
+        return await self.send_here(device_id, command)
+
+    async def send_here(self, device_id: str, command: Command) -> CommandResult:
         """FAILED when the device's actor cannot answer in time (or the server is stopping)."""
         future: asyncio.Future[CommandResult] = self._loop.create_future()
         loop = self._loop

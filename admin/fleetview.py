@@ -1,6 +1,11 @@
 """The operator's view of the fleet: every device the server has seen, kept up to date from the
 actors' news (``FleetListener``) and the devices' LED confirmations, never by asking an actor.
 
+Among replicas sharing a store, each view also holds the devices the other replicas serve:
+their snapshots arrive through ``apply_remote`` (``cluster.fleet_share``), and each view hands
+its own devices' snapshots to ``on_local_flush``. A device's ``replica`` says which server
+holds its streams; only that server's news may take it offline.
+
 Everything runs on the event loop's thread (the actors take their turns there too), so the
 view needs no lock. A device's JSON is built once per change and reused by every listing;
 changes within ``COALESCE_SECONDS`` reach the live events as one ``device`` event.
@@ -51,6 +56,10 @@ class _Entry:
     connected_since: float | None = None
     peer: str | None = None
     tags: tuple[str, ...] = ()
+    replica: str | None = None
+    """The server holding the device's streams, while it is connected."""
+    remote: dict[str, Any] | None = field(default=None, repr=False)
+    """The snapshot of another replica's device, as that replica published it."""
     json: dict[str, Any] | None = field(default=None, repr=False)
 
     def status(self, leaving: bool) -> str:
@@ -68,6 +77,8 @@ class _Entry:
         return "playing" if state.playing is not None else "idle"
 
     def to_json(self, leaving: bool) -> dict[str, Any]:
+        if self.json is None and self.remote is not None:
+            self.json = {**self.remote, "tags": list(self.tags), "desired_mode": self.desired_mode}
         if self.json is None:
             playing = None
             if self.connected and self.state is not None and self.state.playing is not None:
@@ -88,6 +99,7 @@ class _Entry:
                 "connected_since": iso_time(self.connected_since) if self.connected else None,
                 "peer": self.peer if self.connected else None,
                 "tags": list(self.tags),
+                "replica": self.replica if self.connected else None,
             }
         return self.json
 
@@ -125,8 +137,13 @@ class FleetView(FleetListener):
         hub: EventHub,
         clock: Callable[[], float],
         loop: asyncio.AbstractEventLoop | None = None,
+        replica: str = "",
     ) -> None:
         self._hub = hub
+        self.replica = replica
+        self.on_local_flush: Callable[[list[dict[str, Any]]], None] | None = None
+        """Told the snapshots of this server's own devices changed since the last flush."""
+        self._local_dirty: set[str] = set()
         self._clock = clock
         self._loop = loop
         self._entries: dict[str, _Entry] = {}
@@ -182,20 +199,76 @@ class FleetView(FleetListener):
         entry = self._entries.get(device_id)
         return entry is not None and entry.connected
 
+    def held_elsewhere(self, device_id: str) -> str | None:
+        """The other replica holding the device's streams, if one does."""
+        entry = self._entries.get(device_id)
+        if entry is None or not entry.connected or entry.replica in (None, self.replica):
+            return None
+        return entry.replica
+
+    # What the other replicas report.
+
+    def apply_remote(self, replica: str, snapshot: dict[str, Any]) -> None:
+        """Another replica's snapshot of a device: taken when it says the device is connected
+        there, or offline while this view had it there."""
+        device_id = str(snapshot["device_id"])
+        entry = self._entry(device_id)
+        if snapshot.get("connected"):
+            entry.connected, entry.replica, entry.remote = True, replica, snapshot
+            entry.state = None
+        elif entry.replica == replica or not entry.connected:
+            entry.connected, entry.replica, entry.remote = False, None, None
+            entry.leds, entry.peer, entry.connected_since = NO_LEDS, None, None
+        else:
+            return
+        entry.mode = int(snapshot.get("mode", entry.mode))
+        entry.last_seen = _seconds(snapshot.get("last_seen")) or entry.last_seen
+        self._changed(entry, local=False)
+
+    def replica_gone(self, replica: str) -> None:
+        """A replica stopped beating: the devices it held are offline until they reconnect."""
+        for entry in self._entries.values():
+            if entry.connected and entry.replica == replica:
+                entry.connected, entry.replica, entry.remote = False, None, None
+                entry.leds, entry.peer, entry.connected_since = NO_LEDS, None, None
+                self._changed(entry, local=False)
+
+    def record_changed(self, record: DeviceRecord) -> None:
+        """The shared store's record of a device changed (another replica's tags, desired mode or
+        saved state)."""
+        entry = self._entry(record.device_id)
+        if (entry.tags, entry.desired_mode) == (record.tags, record.desired_mode) and (
+            entry.connected or (entry.mode, entry.last_seen) == (record.mode, record.last_seen)
+        ):
+            return
+        entry.tags, entry.desired_mode = record.tags, record.desired_mode
+        if not entry.connected:
+            entry.mode, entry.last_seen = record.mode, record.last_seen
+        self._changed(entry, local=False)
+
+    def local_snapshots(self) -> list[dict[str, Any]]:
+        """This server's connected devices, for a replica that starts or missed the feed."""
+        return [
+            entry.to_json(self.leaving)
+            for entry in self._entries.values()
+            if entry.connected and entry.replica == self.replica
+        ]
+
     # What the actors and the device links report.
 
     def device_online(self, device_id: str, peer: str, state: DeviceState) -> None:
         entry = self._entry(device_id)
         now = self._clock()
-        if not entry.connected:
+        if not entry.connected or entry.replica != self.replica:
             entry.connected_since = now
         entry.connected, entry.peer, entry.last_seen = True, peer, now
+        entry.replica, entry.remote = self.replica, None
         self._take_state(entry, state, None)
         self._changed(entry)
 
     def device_changed(self, device_id: str, state: DeviceState, sound: str | None) -> None:
         entry = self._entries.get(device_id)
-        if entry is None or not entry.connected:
+        if entry is None or not entry.connected or entry.replica != self.replica:
             return
         entry.last_seen = self._clock()
         self._take_state(entry, state, sound)
@@ -203,7 +276,10 @@ class FleetView(FleetListener):
 
     def device_offline(self, device_id: str, state: DeviceState) -> None:
         entry = self._entry(device_id)
+        if entry.connected and entry.replica != self.replica:
+            return  # another replica took it over: its news is newer
         entry.connected, entry.peer, entry.connected_since = False, None, None
+        entry.replica, entry.remote = None, None
         entry.last_seen = self._clock()
         self._take_state(entry, state, None)
         entry.leds = NO_LEDS
@@ -217,7 +293,7 @@ class FleetView(FleetListener):
 
     def leds_shown(self, device_id: str, leds: tuple[int, ...]) -> None:
         entry = self._entries.get(device_id)
-        if entry is None or not entry.connected:
+        if entry is None or not entry.connected or entry.replica != self.replica:
             return
         entry.leds = tuple(hex_colour(rgba) for rgba in leds)
         self._changed(entry)
@@ -253,9 +329,11 @@ class FleetView(FleetListener):
         elif sound is not None:
             entry.sound = sound
 
-    def _changed(self, entry: _Entry) -> None:
+    def _changed(self, entry: _Entry, local: bool = True) -> None:
         entry.json = None
         self._dirty.add(entry.device_id)
+        if local:
+            self._local_dirty.add(entry.device_id)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             if self._loop is None:
@@ -267,7 +345,18 @@ class FleetView(FleetListener):
         """Publish one ``device`` event per device changed since the last flush."""
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, set()
+        local, self._local_dirty = self._local_dirty, set()
         for device_id in sorted(dirty):
             entry = self._entries.get(device_id)
             if entry is not None:
                 self._hub.publish("device", f"device:{device_id}", entry.to_json(self.leaving))
+        if self.on_local_flush is not None and local:
+            self.on_local_flush(
+                [self._entries[device_id].to_json(self.leaving) for device_id in sorted(local)]
+            )
+
+
+def _seconds(iso: object) -> float | None:
+    if not isinstance(iso, str):
+        return None
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "acp:"
 DEVICES = PREFIX + "devices"
 """The set of every device_id the fleet has seen."""
+REPLICAS = PREFIX + "replicas"
+"""The set of replica names; each one's heartbeat key says whether it is alive."""
 CHANGES = PREFIX + "changes"
 """The channel every write script publishes what it changed on."""
 HEARTBEAT_INTERVAL = 1.0
@@ -202,10 +204,18 @@ class SharedStore:
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.delete(replica_key(self.replica))
+                await self._client.srem(REPLICAS, self.replica)
             await self._client.aclose()
 
     def close(self) -> None:
         """The synchronous half of closing (the group commit's): ``aclose`` does the rest."""
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for the other parts that talk to the same Redis."""
+        if self._client is None:
+            raise RuntimeError("the shared store is not open")
+        return self._client
 
     @property
     def reachable(self) -> bool:
@@ -359,7 +369,10 @@ class SharedStore:
         assert self._client is not None
         while True:
             try:
-                await self._client.set(replica_key(self.replica), "1", px=REPLICA_TTL_MS)
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.set(replica_key(self.replica), "1", px=REPLICA_TTL_MS)
+                    pipe.sadd(REPLICAS, self.replica)
+                    await pipe.execute()
                 self._came_back()
             except (RedisError, OSError) as error:
                 self._went_down(error)

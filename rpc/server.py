@@ -34,6 +34,8 @@ from admin.commands import FleetCommands
 from admin.events import EventHub
 from admin.fleetview import FleetView
 from admin.server import AdminServer
+from cluster.fleet_share import FleetShare
+from cluster.relay import CommandRelay
 from cluster.shared_store import SharedStore
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.catalog import SoundCatalog
@@ -122,6 +124,8 @@ class ControlPlane:
         self._metrics_server: Any = None
         self._links: weakref.WeakSet[GrpcDeviceLink] = weakref.WeakSet()
         self._stopped = asyncio.Event()
+        self._share: FleetShare | None = None
+        self._relay: CommandRelay | None = None
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -155,7 +159,7 @@ class ControlPlane:
         self.metrics.watch_commits(commits)
         events = EventHub(time.time, first_id=int(time.time() * 1000))
         self.metrics.watch_event_readers(lambda: events.readers, lambda: events.dropped)
-        fleet = FleetView(events, time.time, loop)
+        fleet = FleetView(events, time.time, loop, replica=replica_name(self.config, self.shared))
         fleet.load(self.store.records())
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
@@ -168,12 +172,20 @@ class ControlPlane:
             runtime, self.sounds, commits, link_factory, policy, self.metrics, admission, fleet
         )
         supervisor_ref.append(supervisor)
+        commands = FleetCommands(supervisor, loop)
+        if self.shared is not None:
+            self.shared.on_change = fleet.record_changed
+            self._share = FleetShare(self.shared.client, self.shared.replica, fleet)
+            await self._share.start()
+            self._relay = CommandRelay(self.shared.client, self.shared.replica, fleet)
+            await self._relay.start(commands.send_here)
+            commands.forwarder = self._relay
         admin = None
         if self.config.admin_port >= 0:
             surface = OperatorSurface(
                 fleet,
                 events,
-                FleetCommands(supervisor, loop),
+                commands,
                 self.store,
                 self.audit,
                 self.sounds,
@@ -231,8 +243,7 @@ class ControlPlane:
             await server.stop(None)
             await asyncio.to_thread(runtime.shutdown)
             commits.close()
-            if self.shared is not None:
-                await self.shared.aclose()
+            await self._leave_replicas(commits, loop.time() + 2.0)
             raise
         if self.credentials is None and not self.config.loopback_only:
             logger.warning(
@@ -302,11 +313,7 @@ class ControlPlane:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
         commits.close()
-        if self.shared is not None:
-            while not commits.idle and loop.time() < deadline + 2.0:
-                await asyncio.sleep(0.01)  # the last deferred batch is out: wait for Redis's answer
-                commits.commit()
-            await self.shared.aclose()
+        await self._leave_replicas(commits, deadline + 2.0)
         if self.events is not None:
             self.events.close()
         if self._admin is not None:  # last: operators watch the drain until the end
@@ -315,6 +322,22 @@ class ControlPlane:
         self.audit.close()
         self._stopped.set()
         logger.info("stopped")
+
+    async def _leave_replicas(self, commits: GroupCommit, deadline: float) -> None:
+        """Wait for Redis to answer the last batch, then stop sharing and close the store."""
+        if self.shared is None:
+            return
+        loop = asyncio.get_running_loop()
+        while not commits.idle and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+            commits.commit()
+        if self._relay is not None:
+            await self._relay.aclose()
+            self._relay = None
+        if self._share is not None:
+            await self._share.aclose()
+            self._share = None
+        await self.shared.aclose()
 
     def _outages(self) -> int:
         return 0 if self.shared is None else self.shared.outages
@@ -369,8 +392,10 @@ def sound_shelf(state_db: str) -> Path | None:
 _unnamed_replicas = itertools.count(1)
 
 
-def replica_name(config: ServerConfig) -> str:
+def replica_name(config: ServerConfig, shared: SharedStore | None = None) -> str:
     """The configured name, else host name and port (and worker index): unique on one host."""
+    if shared is not None:
+        return shared.replica
     if config.replica_id:
         return config.replica_id
     port = str(config.port) if config.port else f"{os.getpid()}-{next(_unnamed_replicas)}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 
 import grpc
+import httpx
 import pytest
 
 from actors.leds import STATUS_IDLE, mode_leds
@@ -31,9 +32,8 @@ async def replicas(
     async with AsyncExitStack() as stack:
         planes = []
         for number in range(1, count + 1):
-            plane = ControlPlane(
-                replace(TEST_CONFIG, store=redis.url, replica_id=f"replica{number}"), library
-            )
+            config = replace(TEST_CONFIG, store=redis.url, replica_id=f"replica{number}", admin_port=0)
+            plane = ControlPlane(config, library)
             await plane.start()
             stack.push_async_callback(plane.stop, 1.0)
             planes.append(plane)
@@ -138,3 +138,97 @@ def test_a_new_device_is_refused_unavailable_while_the_store_is_down_and_a_conne
             await connected.disconnect()
 
     run(scenario)
+
+
+def api(plane: ControlPlane) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{plane.admin_port}", timeout=10)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.02)
+
+
+def test_any_replicas_api_lists_every_device_with_the_replica_holding_it(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two), api(one) as client:
+            devices = [SimulatedDevice(address(two), f"dev-{n}", play_in_real_time=False) for n in range(3)]
+            for device in devices:
+                await device.connect()
+                await device.wait_for_first_set(5)
+
+            async def listed() -> bool:
+                body = (await client.get("/api/devices", params={"connected": "true"})).json()
+                return [(d["device_id"], d["replica"]) for d in body["devices"]] == [
+                    (f"dev-{n}", "replica2") for n in range(3)
+                ]
+
+            await until(listed)
+            await devices[0].disconnect()
+
+            async def offline() -> bool:
+                return not (await client.get("/api/devices/dev-0")).json()["connected"]
+
+            await until(offline)
+            for device in devices[1:]:
+                await device.disconnect()
+
+    run(scenario)
+
+
+def test_a_command_on_one_replica_reaches_the_device_another_holds_with_the_same_result(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two), api(one) as client:
+            device = SimulatedDevice(address(two), "kitchen")
+            await device.connect()
+            await device.wait_for_first_set(5)
+            await until(lambda: _connected_on(client, "kitchen", "replica2"))
+            reply = await client.post("/api/devices/kitchen/mode", json={"mode": 3})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["result"] == "applied"
+            assert reply.json()["device"]["replica"] == "replica2"
+            await device.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(3))), 5)
+            reply = await client.post("/api/devices/kitchen/play", json={})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["result"] == "started"
+            await device.wait_for_recordings(1, 10)
+            reply = await client.post("/api/devices/kitchen/mode", json={"mode": 9})
+            assert reply.status_code == 422, "checked where the request arrives, as for a local device"
+            await device.disconnect()
+
+    run(scenario)
+
+
+def test_a_mode_set_on_one_replica_while_the_device_is_away_is_applied_where_it_reconnects(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two), api(one) as client:
+            device = SimulatedDevice(address(two), "kitchen", play_in_real_time=False)
+            await device.connect()
+            await device.wait_for_first_set(5)
+            await device.disconnect()
+            await until(lambda: _offline(client, "kitchen"))
+            reply = await client.post("/api/devices/kitchen/mode", json={"mode": 2})
+            assert reply.json()["result"] == "desired", reply.text
+            await asyncio.sleep(0.1)  # the desired mode reaches Redis in order behind the reply
+            await device.connect()
+            await device.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(2))), 5)
+            await device.disconnect()
+
+    run(scenario)
+
+
+async def _connected_on(client: httpx.AsyncClient, device_id: str, replica: str) -> bool:
+    reply = await client.get(f"/api/devices/{device_id}")
+    return reply.status_code == 200 and reply.json()["replica"] == replica
+
+
+async def _offline(client: httpx.AsyncClient, device_id: str) -> bool:
+    reply = await client.get(f"/api/devices/{device_id}")
+    return reply.status_code == 200 and not reply.json()["connected"]

@@ -1,0 +1,149 @@
+"""The operator's live view of the whole fleet on every replica.
+
+Each replica publishes the snapshots its fleet view flushes for its own devices (already
+coalesced, one message per flush) and keeps them in a hash of its own, so a replica that
+starts later, or whose feed broke, reads what everyone holds now. Every replica applies the
+others' snapshots to its view; the live events (SSE) of any replica thereby cover every
+device. A replica whose heartbeat key expired is gone: its devices show offline until they
+reconnect elsewhere, and its hash is removed.
+
+Redis pub/sub is fire-and-forget, which suits snapshots: a lost one is superseded by the next
+flush of that device, and a gap in the feed is repaired by reading the hashes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from admin.fleetview import FleetView
+from cluster.shared_store import PREFIX, REPLICAS, replica_key
+
+logger = logging.getLogger(__name__)
+
+FLEET = PREFIX + "fleet"
+"""The channel replicas publish their devices' snapshots on."""
+LIVENESS_INTERVAL = 1.0
+RETRY_DELAY = 0.5
+
+
+def live_key(replica: str) -> str:
+    return f"{PREFIX}live:{replica}"
+
+
+class FleetShare:
+    def __init__(self, client: aioredis.Redis, replica: str, fleet: FleetView) -> None:
+        self._client = client
+        self._replica = replica
+        self._fleet = fleet
+        self._tasks: list[asyncio.Task[None]] = []
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._alive: set[str] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        self._fleet.on_local_flush = self._publish
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="fleet-share"),
+            asyncio.create_task(self._watch_replicas(), name="fleet-replicas"),
+        ]
+
+    async def aclose(self) -> None:
+        """Last word: this replica's devices are offline, and its hash is gone."""
+        self._closed = True
+        self._fleet.on_local_flush = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.wait(self._tasks + list(self._publishing), timeout=2.0)
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.delete(live_key(self._replica))
+
+    def _publish(self, snapshots: list[dict[str, Any]]) -> None:
+        """One pipeline per flush: the hash of what this replica holds, and the message."""
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(snapshots))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _send(self, snapshots: list[dict[str, Any]]) -> None:
+        key = live_key(self._replica)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for snapshot in snapshots:
+                    if snapshot["connected"] and snapshot.get("replica") == self._replica:
+                        pipe.hset(key, snapshot["device_id"], json.dumps(snapshot))
+                    else:
+                        pipe.hdel(key, snapshot["device_id"])
+                pipe.publish(FLEET, json.dumps({"r": self._replica, "devices": snapshots}))
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            logger.debug("fleet snapshots not shared (the feed repairs it): %s", error)
+
+    async def _follow(self) -> None:
+        """The others' snapshots; after a (re)subscribe, read every replica's hash first."""
+        while not self._closed:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(FLEET)
+                await self._read_all()
+                while not self._closed:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
+                    change = json.loads(message["data"])
+                    replica = str(change["r"])
+                    if replica == self._replica:
+                        continue
+                    self._alive.add(replica)
+                    for snapshot in change["devices"]:
+                        self._fleet.apply_remote(replica, snapshot)
+            except (RedisError, OSError) as error:
+                logger.debug("fleet feed interrupted: %s", error)
+                await asyncio.sleep(RETRY_DELAY)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read_all(self) -> None:
+        own = self._fleet.local_snapshots()
+        if own:
+            await self._send(own)
+        for replica in await self._replicas():
+            if replica == self._replica:
+                continue
+            held = await self._client.hgetall(live_key(replica))
+            self._alive.add(replica)
+            for value in held.values():
+                self._fleet.apply_remote(replica, json.loads(value))
+
+    async def _replicas(self) -> list[str]:
+        members = await self._client.smembers(REPLICAS)
+        return sorted(member.decode() if isinstance(member, bytes) else str(member) for member in members)
+
+    async def _watch_replicas(self) -> None:
+        """A replica whose heartbeat key is gone: its devices are offline, its records removed."""
+        while not self._closed:
+            await asyncio.sleep(LIVENESS_INTERVAL)
+            try:
+                replicas = [replica for replica in await self._replicas() if replica != self._replica]
+                if not replicas:
+                    continue
+                beating = await self._client.mget([replica_key(replica) for replica in replicas])
+                for replica, beat in zip(replicas, beating, strict=True):
+                    if beat is None:
+                        logger.warning("replica %s stopped beating: its devices are offline here", replica)
+                        self._fleet.replica_gone(replica)
+                        self._alive.discard(replica)
+                        async with self._client.pipeline(transaction=False) as pipe:
+                            pipe.srem(REPLICAS, replica)
+                            pipe.delete(live_key(replica))
+                            await pipe.execute()
+            except (RedisError, OSError) as error:
+                logger.debug("replica liveness not checked: %s", error)
