@@ -597,7 +597,7 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
     async def audit_log(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100, before: Annotated[int | None, Query(ge=1)] = None
     ) -> Response:
-        entries = audit.entries(limit + 1, before)
+        entries = await audit.entries(limit + 1, before)
         next_id = entries[limit - 1].id if len(entries) > limit else None
         entries = entries[:limit]
         return JSONResponse({"entries": [entry.to_json(iso_time) for entry in entries], "next": next_id})

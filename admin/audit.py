@@ -1,7 +1,8 @@
 """The audit log: every action taken through the operator API, who took it and how it ended.
 
-Kept in the state store's SQLite file (its own table and connection), or in memory when the
-server keeps no state. Written on the loop's thread: one small insert per action.
+Kept in the state store's SQLite file (its own table and connection), in memory when the
+server keeps no state, or in Redis for replicas sharing a store (``cluster.shared_audit``).
+Written on the loop's thread: one small insert per action.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class AuditEntry:
 class AuditLog(Protocol):
     def record(self, entry: AuditEntry) -> int: ...
 
-    def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
+    async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
         """Newest first."""
         ...
 
@@ -76,7 +77,7 @@ class MemoryAuditLog:
         del self._entries[: -self._capacity]
         return kept.id
 
-    def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
+    async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
         found = [entry for entry in reversed(self._entries) if before is None or entry.id < before]
         return found[:limit]
 
@@ -122,7 +123,7 @@ class SqliteAuditLog:
             )
         return int(cursor.lastrowid or 0)
 
-    def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
+    async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, at, who, role, action, target, devices, result FROM audit "

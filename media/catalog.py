@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -93,6 +93,18 @@ def decode_upload(
 
 
 @dataclass(frozen=True, slots=True)
+class SoundChange:
+    """What an operator changed in the catalog, for replicas that share it (``cluster.sound_share``)."""
+
+    kind: str
+    """"added", "removed" or "assigned"."""
+    name: str
+    mode: int | None = None
+    data: bytes | None = None
+    """The file as uploaded, for "added"."""
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     uploads: Mapping[str, EncodedSound]
     by_mode: tuple[EncodedSound, ...]
@@ -107,6 +119,8 @@ class SoundCatalog:
         self._fixed = {sound.name: sound for sound in library.sounds}
         self._shelf = shelf_dir
         self._lock = threading.Lock()
+        self.on_change: Callable[[SoundChange], None] | None = None
+        """Told of each change made here (not of those ``announce=False`` applies from elsewhere)."""
         uploads: dict[str, EncodedSound] = {}
         by_mode = list(library.sounds)
         if shelf_dir is not None:
@@ -172,7 +186,7 @@ class SoundCatalog:
 
     # Changes, serialised by the lock.
 
-    def add(self, name: str, sound: EncodedSound, data: bytes) -> bool:
+    def add(self, name: str, sound: EncodedSound, data: bytes, announce: bool = True) -> bool:
         """Install `sound` (from decode_upload) under `name`, replacing an upload of that name, and keep
         `data`, the file as uploaded. True if the name is new.
 
@@ -195,9 +209,10 @@ class SoundCatalog:
             self._state = _Snapshot(MappingProxyType(uploads), by_mode)
         # The API logs the upload with who made it; this line is for debugging the catalog alone.
         logger.debug("sound %s %s (%.2f s)", name, "replaced" if replaced else "added", sound.duration)
+        self._announce(announce, SoundChange("added", name, data=data))
         return replaced is None
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, announce: bool = True) -> None:
         """Forget an uploaded sound and its stored file. UnknownSound if there is none of that name;
         SoundConflict for a built-in or sounds-dir sound, or one a mode plays."""
         if name in self._fixed:
@@ -214,8 +229,9 @@ class SoundCatalog:
             uploads = {key: sound for key, sound in state.uploads.items() if key != name}
             self._state = _Snapshot(MappingProxyType(uploads), state.by_mode)
         logger.info("sound %s deleted", name)
+        self._announce(announce, SoundChange("removed", name))
 
-    def assign(self, mode: int, name: str) -> None:
+    def assign(self, mode: int, name: str, announce: bool = True) -> None:
         """Make `mode` play the sound called `name` from its next Play on; kept across restarts."""
         if not 0 <= mode < self.modes:
             raise AssignmentError(f"mode {mode} does not exist: modes are 0..{self.modes - 1}")
@@ -231,8 +247,13 @@ class SoundCatalog:
                 self._save_assignments(by_mode)
             self._state = _Snapshot(state.uploads, by_mode)
         logger.info("mode %d plays %s", mode, name)
+        self._announce(announce, SoundChange("assigned", name, mode=mode))
 
     # Helpers.
+
+    def _announce(self, announce: bool, change: SoundChange) -> None:
+        if announce and self.on_change is not None:
+            self.on_change(change)
 
     def _source(self, name: str) -> SoundSource:
         if name not in self._fixed:

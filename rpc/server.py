@@ -29,14 +29,16 @@ from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
 from admin.access import AccessPolicy, Tokens
 from admin.app import OperatorSurface, create_app
-from admin.audit import AuditLog, open_audit_log
+from admin.audit import AuditLog, MemoryAuditLog, open_audit_log
 from admin.commands import FleetCommands
 from admin.events import EventHub
 from admin.fleetview import FleetView
 from admin.server import AdminServer
 from cluster.fleet_share import FleetShare
 from cluster.relay import CommandRelay
+from cluster.shared_audit import SharedAuditLog
 from cluster.shared_store import SharedStore
+from cluster.sound_share import SoundShare
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.catalog import SoundCatalog
 from media.library import SoundLibrary, build_library
@@ -94,7 +96,8 @@ class ControlPlane:
         self.store: StateStore = store if store is not None else open_store(config.state_db)
         self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
         self.admin_tokens = Tokens.from_files(config.admin_token_file, config.admin_readonly_token_file)
-        self.audit: AuditLog = open_audit_log(config.state_db)
+        # Among replicas the audit log is Redis's (``start`` opens it); none is kept in a file here.
+        self.audit: AuditLog = MemoryAuditLog() if config.store else open_audit_log(config.state_db)
         self.admission = StreamAdmission(
             AdmissionPolicy(
                 max_streams=config.max_streams,
@@ -126,6 +129,7 @@ class ControlPlane:
         self._stopped = asyncio.Event()
         self._share: FleetShare | None = None
         self._relay: CommandRelay | None = None
+        self._sound_share: SoundShare | None = None
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -175,8 +179,13 @@ class ControlPlane:
         commands = FleetCommands(supervisor, loop)
         if self.shared is not None:
             self.shared.on_change = fleet.record_changed
+            shared_audit = SharedAuditLog(self.shared.client)
+            shared_audit.start()
+            self.audit = shared_audit
             self._share = FleetShare(self.shared.client, self.shared.replica, fleet)
             await self._share.start()
+            self._sound_share = SoundShare(self.shared.client, self.shared.replica, self.sounds)
+            await self._sound_share.start()
             self._relay = CommandRelay(self.shared.client, self.shared.replica, fleet)
             await self._relay.start(commands.send_here)
             commands.forwarder = self._relay
@@ -337,6 +346,11 @@ class ControlPlane:
         if self._share is not None:
             await self._share.aclose()
             self._share = None
+        if self._sound_share is not None:
+            await self._sound_share.aclose()
+            self._sound_share = None
+        if isinstance(self.audit, SharedAuditLog):
+            await self.audit.aclose()
         await self.shared.aclose()
 
     def _outages(self) -> int:

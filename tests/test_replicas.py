@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import httpx
@@ -15,6 +16,7 @@ from actors.leds import STATUS_IDLE, mode_leds
 from media.library import SoundLibrary
 from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
+from tests.audio_files import dominant_frequency, write_tone
 from tests.live import TEST_CONFIG, run, shows
 from tests.redis_server import RedisServer, redis_server
 
@@ -232,3 +234,57 @@ async def _connected_on(client: httpx.AsyncClient, device_id: str, replica: str)
 async def _offline(client: httpx.AsyncClient, device_id: str) -> bool:
     reply = await client.get(f"/api/devices/{device_id}")
     return reply.status_code == 200 and not reply.json()["connected"]
+
+
+def test_a_sound_uploaded_and_assigned_on_one_replica_plays_on_a_device_another_holds(
+    library: SoundLibrary, redis: RedisServer, tmp_path: Path
+) -> None:
+    bell = write_tone(tmp_path / "bell.wav", freq=660, seconds=1.2).read_bytes()
+
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two), api(one) as client:
+            created = await client.put(
+                "/api/sounds/bell", content=bell, headers={"Content-Type": "audio/wav"}
+            )
+            assert created.status_code == 201, created.text
+            assigned = await client.put("/api/modes/0", json={"sound": "bell"})
+            assert assigned.status_code == 200, assigned.text
+            async with asyncio.timeout(10):
+                while two.sounds.for_mode(0).name != "bell":
+                    await asyncio.sleep(0.02)
+            device = SimulatedDevice(address(two), "kitchen", play_in_real_time=False)
+            await device.connect()
+            assert await device.press(Button.PLAY)
+            recording = (await device.wait_for_recordings(1, 10))[0]
+            assert len(recording.packets) == 60  # 1.2 s in 20 ms packets
+            assert dominant_frequency(recording.pcm) == pytest.approx(660, abs=5)
+            await device.disconnect()
+        async with replicas(library, redis, 1) as (later,):
+            assert later.sounds.for_mode(0).name == "bell", "a replica started later plays it too"
+
+    run(scenario)
+
+
+def test_the_audit_log_on_any_replica_shows_the_actions_taken_on_every_replica(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two), api(one) as first, api(two) as second:
+            device = SimulatedDevice(address(two), "kitchen", play_in_real_time=False)
+            await device.connect()
+            await device.wait_for_first_set(5)
+            await until(lambda: _connected_on(first, "kitchen", "replica2"))
+            assert (await first.post("/api/devices/kitchen/mode", json={"mode": 2})).status_code == 200
+            assert (await second.post("/api/devices/kitchen/mode", json={"mode": 3})).status_code == 200
+
+            async def both_logged() -> bool:
+                entries = (await second.get("/api/audit")).json()["entries"]
+                return [(entry["action"], entry["result"]["mode"]) for entry in entries] == [
+                    ("mode", 3),
+                    ("mode", 2),
+                ]
+
+            await until(both_logged)
+            await device.disconnect()
+
+    run(scenario)

@@ -1,0 +1,109 @@
+"""The audit log in Redis, so the operator API of any replica shows every replica's actions.
+
+Entries are numbered by one Redis counter (newest first is highest first, across replicas)
+and kept in a sorted set by number, trimmed to the newest ``capacity``. Recording never
+waits on Redis: the API has answered the action already, so the entry is queued and written
+in order, retried while Redis is unreachable (an entry waits in memory meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from admin.audit import AuditEntry
+from cluster.shared_store import PREFIX
+
+logger = logging.getLogger(__name__)
+
+AUDIT = PREFIX + "audit"
+AUDIT_NEXT = PREFIX + "audit:next"
+CAPACITY = 100_000
+RETRY_DELAY = 0.5
+
+_RECORD = """
+local id = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], id, id .. ' ' .. ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+return id
+"""
+
+
+class SharedAuditLog:
+    def __init__(self, client: aioredis.Redis, capacity: int = CAPACITY) -> None:
+        self._client = client
+        self._capacity = capacity
+        self._script = client.register_script(_RECORD)
+        self._writes: asyncio.Queue[AuditEntry] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_in_order(), name="audit-writes")
+
+    def record(self, entry: AuditEntry) -> int:
+        """Queued: 0, since the number is Redis's to give."""
+        self._writes.put_nowait(entry)
+        return 0
+
+    async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
+        high = f"({before}" if before is not None else "+inf"
+        rows = await self._client.zrevrangebyscore(AUDIT, high, "-inf", start=0, num=limit)
+        return [_entry(row.decode() if isinstance(row, bytes) else str(row)) for row in rows]
+
+    def close(self) -> None:
+        """The writer is stopped by ``aclose``."""
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._writes.join()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.wait([self._writer], timeout=2.0)
+
+    async def _write_in_order(self) -> None:
+        while True:
+            entry = await self._writes.get()
+            body = json.dumps(
+                {
+                    "at": entry.at,
+                    "who": entry.who,
+                    "role": entry.role,
+                    "action": entry.action,
+                    "target": entry.target,
+                    "devices": list(entry.devices),
+                    "result": entry.result,
+                }
+            )
+            try:
+                while True:
+                    try:
+                        await self._script(keys=[AUDIT, AUDIT_NEXT], args=[body, self._capacity])
+                        break
+                    except (RedisError, OSError) as error:
+                        logger.warning("audit entry not written yet: %s", error)
+                        await asyncio.sleep(RETRY_DELAY)
+            finally:
+                self._writes.task_done()
+
+
+def _entry(row: str) -> AuditEntry:
+    """A member is the entry's number, a space, and the entry as JSON (kept as the API wrote it)."""
+    number, _, body = row.partition(" ")
+    entry: dict[str, Any] = json.loads(body)
+    return AuditEntry(
+        float(entry["at"]),
+        str(entry["who"]),
+        str(entry["role"]),
+        str(entry["action"]),
+        str(entry["target"]),
+        tuple(entry["devices"]),
+        dict(entry["result"]),
+        int(number),
+    )

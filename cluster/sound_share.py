@@ -1,0 +1,176 @@
+"""Uploaded sounds and mode assignments, the same on every replica.
+
+An upload, a delete or an assignment made on one replica is written to Redis (the file as
+uploaded, in a hash of sounds; the assignments in a hash by mode) and announced; every other
+replica decodes the file itself (off the loop, at its own packet length) and applies the
+change to its catalog without announcing it again. A replica that starts reads both hashes,
+so it plays what the fleet's operators chose even if it was down when they chose it.
+
+The writes are queued and retried in order while Redis is unreachable: the replica that took
+the upload has it at once, the others once Redis takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from cluster.shared_store import PREFIX
+from media.catalog import (
+    AssignmentError,
+    SoundCatalog,
+    SoundChange,
+    SoundConflict,
+    SoundNameError,
+    UnknownSound,
+    decode_upload,
+)
+from media.decode import SoundFileError
+
+logger = logging.getLogger(__name__)
+
+SOUNDS = PREFIX + "sounds"
+ASSIGNMENTS = PREFIX + "assignments"
+SOUND_CHANGES = PREFIX + "sound-changes"
+RETRY_DELAY = 0.5
+
+
+class SoundShare:
+    def __init__(self, client: aioredis.Redis, replica: str, catalog: SoundCatalog) -> None:
+        self._client = client
+        self._replica = replica
+        self._catalog = catalog
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writes: asyncio.Queue[SoundChange] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Take what the fleet has, then follow and announce changes."""
+        self._loop = asyncio.get_running_loop()
+        await self._take_all()
+        self._catalog.on_change = self._changed_here
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="sound-share"),
+            asyncio.create_task(self._write_in_order(), name="sound-writes"),
+        ]
+        async with asyncio.timeout(5.0):
+            await self._subscribed.wait()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._catalog.on_change = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._writes.join()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
+
+    def _changed_here(self, change: SoundChange) -> None:
+        """From the API's handler or its upload thread: queued on the loop."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._writes.put_nowait, change)
+
+    async def _write_in_order(self) -> None:
+        while True:
+            change = await self._writes.get()
+            try:
+                while True:
+                    try:
+                        await self._write(change)
+                        break
+                    except (RedisError, OSError) as error:
+                        logger.warning(
+                            "sound change %s %s not shared yet: %s", change.kind, change.name, error
+                        )
+                        await asyncio.sleep(RETRY_DELAY)
+            finally:
+                self._writes.task_done()
+
+    async def _write(self, change: SoundChange) -> None:
+        announcement = json.dumps(
+            {"r": self._replica, "kind": change.kind, "name": change.name, "mode": change.mode}
+        )
+        async with self._client.pipeline(transaction=True) as pipe:
+            if change.kind == "added" and change.data is not None:
+                pipe.hset(SOUNDS, change.name, change.data)
+            elif change.kind == "removed":
+                pipe.hdel(SOUNDS, change.name)
+            elif change.kind == "assigned" and change.mode is not None:
+                pipe.hset(ASSIGNMENTS, str(change.mode), change.name)
+            pipe.publish(SOUND_CHANGES, announcement)
+            await pipe.execute()
+
+    async def _follow(self) -> None:
+        while not self._closed:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(SOUND_CHANGES)
+                if self._subscribed.is_set():
+                    await self._take_all()  # the feed had a gap
+                self._subscribed.set()
+                while not self._closed:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        await self._apply(json.loads(message["data"]))
+            except (RedisError, OSError) as error:
+                logger.warning("sound feed interrupted: %s", error)
+                await asyncio.sleep(RETRY_DELAY)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _apply(self, change: dict[str, Any]) -> None:
+        if change.get("r") == self._replica:
+            return
+        name, kind = str(change["name"]), change.get("kind")
+        try:
+            if kind == "added":
+                data = await self._client.hget(SOUNDS, name)
+                if isinstance(data, bytes):
+                    await self._install(name, data)
+            elif kind == "removed":
+                self._catalog.remove(name, announce=False)
+            elif kind == "assigned":
+                self._catalog.assign(int(change["mode"]), name, announce=False)
+        except (UnknownSound, SoundConflict, AssignmentError) as error:
+            logger.warning("sound change from %s not applied here: %s", change.get("r"), error)
+
+    async def _install(self, name: str, data: bytes) -> None:
+        try:
+            sound = await asyncio.to_thread(decode_upload, name, data, self._catalog.frame_ms)
+            await asyncio.to_thread(self._catalog.add, name, sound, data, False)
+        except (SoundFileError, SoundNameError, SoundConflict, ValueError) as error:
+            logger.warning("shared sound %s not installed here: %s", name, error)
+
+    async def _take_all(self) -> None:
+        sounds = await self._client.hgetall(SOUNDS)
+        have = {entry.name for entry in self._catalog.entries()}
+        for raw_name, data in sorted(sounds.items()):
+            name = _text(raw_name)
+            if name not in have and isinstance(data, bytes):
+                await self._install(name, data)
+        assignments = await self._client.hgetall(ASSIGNMENTS)
+        current = self._catalog.assignments()
+        for raw_mode, raw_name in sorted(assignments.items()):
+            mode, name = int(_text(raw_mode)), _text(raw_name)
+            if current.get(mode) != name:
+                try:
+                    self._catalog.assign(mode, name, announce=False)
+                except AssignmentError as error:
+                    logger.warning(
+                        "shared assignment of mode %d to %s not applied here: %s", mode, name, error
+                    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
