@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -38,8 +39,11 @@ def live_key(replica: str) -> str:
 
 
 class FleetShare:
-    def __init__(self, client: aioredis.Redis, replica: str, fleet: FleetView) -> None:
+    def __init__(
+        self, client: aioredis.Redis, replica: str, fleet: FleetView, round_trips: Counter[str] | None = None
+    ) -> None:
         self._client = client
+        self._round_trips = round_trips if round_trips is not None else Counter()
         self._replica = replica
         self._fleet = fleet
         self._tasks: list[asyncio.Task[None]] = []
@@ -74,6 +78,7 @@ class FleetShare:
 
     async def _send(self, snapshots: list[dict[str, Any]]) -> None:
         key = live_key(self._replica)
+        self._round_trips["fleet"] += 1
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for snapshot in snapshots:
@@ -135,6 +140,7 @@ class FleetShare:
                 replicas = [replica for replica in await self._replicas() if replica != self._replica]
                 if not replicas:
                     continue
+                self._round_trips["liveness"] += 1
                 beating = await self._client.mget([replica_key(replica) for replica in replicas])
                 for replica, beat in zip(replicas, beating, strict=True):
                     if beat is None:

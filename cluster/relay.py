@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -105,9 +106,15 @@ class CommandRelay:
     """Sends commands to other replicas and serves theirs; ``start`` it once ``local`` exists."""
 
     def __init__(
-        self, client: aioredis.Redis, replica: str, fleet: FleetView, timeout: float = TIMEOUT
+        self,
+        client: aioredis.Redis,
+        replica: str,
+        fleet: FleetView,
+        timeout: float = TIMEOUT,
+        round_trips: Counter[str] | None = None,
     ) -> None:
         self._client = client
+        self._round_trips = round_trips if round_trips is not None else Counter()
         self._replica = replica
         self._fleet = fleet
         self._timeout = timeout
@@ -153,6 +160,7 @@ class CommandRelay:
             "command": encode_command(command),
         }
         try:
+            self._round_trips["command"] += 1
             try:
                 receivers = await self._client.publish(requests_channel(replica), json.dumps(request))
             except (RedisError, OSError) as error:
@@ -220,5 +228,6 @@ class CommandRelay:
             "result": encode_result(result),
             "device": self._fleet.device(device_id) if self._fleet.connected(device_id) else None,
         }
+        self._round_trips["command"] += 1
         with contextlib.suppress(RedisError, OSError):
             await self._client.publish(replies_channel(str(request["from"])), json.dumps(answer))

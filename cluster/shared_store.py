@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -163,6 +164,8 @@ class SharedStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._down_since: float | None = None
         self.outages = 0
+        self.round_trips: Counter[str] = Counter()
+        """Requests sent to Redis, by what they were for (the other cluster parts count here too)."""
         self._closed = False
 
     # Lifecycle.
@@ -239,6 +242,7 @@ class SharedStore:
         self._claiming[device_id] = future
         try:
             try:
+                self.round_trips["claim"] += 1
                 reply = await self._claim(
                     keys=[device_key(device_id), DEVICES, CHANGES], args=[self.replica, device_id]
                 )
@@ -324,6 +328,7 @@ class SharedStore:
         for device_id, state in owned:
             args += [device_id, self._owned[device_id], state.mode, state.next_playback_id]
         try:
+            self.round_trips["save"] += 1
             refused = await self._save(keys=keys, args=args)
         except (RedisError, OSError) as error:
             self._went_down(error)
@@ -341,6 +346,7 @@ class SharedStore:
 
     def _queue_field(self, device_id: str, field: str, value: str, only_if: str) -> None:
         async def write() -> None:
+            self.round_trips["operator"] += 1
             await self._set_field(
                 keys=[device_key(device_id), DEVICES, CHANGES],
                 args=[self.replica, device_id, field, value, only_if],
@@ -369,6 +375,7 @@ class SharedStore:
         assert self._client is not None
         while True:
             try:
+                self.round_trips["heartbeat"] += 1
                 async with self._client.pipeline(transaction=False) as pipe:
                     pipe.set(replica_key(self.replica), "1", px=REPLICA_TTL_MS)
                     pipe.sadd(REPLICAS, self.replica)

@@ -37,6 +37,7 @@ class Metrics(FleetObserver):
         self._event_readers: Callable[[], int] | None = None
         self._store_reachable: Callable[[], bool] | None = None
         self._store_outages: Callable[[], int] | None = None
+        self._store_round_trips: Callable[[], dict[str, int]] | None = None
         self._event_readers_dropped: Callable[[], int] | None = None
 
         registry = self.registry
@@ -108,9 +109,15 @@ class Metrics(FleetObserver):
     def watch_commits(self, commits: GroupCommit) -> None:
         self._commits = commits
 
-    def watch_shared_store(self, reachable: Callable[[], bool], outages: Callable[[], int]) -> None:
-        """The shared store (Redis): reachable now, and how many outages it had."""
+    def watch_shared_store(
+        self,
+        reachable: Callable[[], bool],
+        outages: Callable[[], int],
+        round_trips: Callable[[], dict[str, int]],
+    ) -> None:
+        """The shared store (Redis): reachable now, how many outages it had, requests sent by purpose."""
         self._store_reachable, self._store_outages = reachable, outages
+        self._store_round_trips = round_trips
 
     def watch_event_readers(self, readers: Callable[[], int], dropped: Callable[[], int]) -> None:
         """The operator API's live-event readers: how many are connected, how many were dropped."""
@@ -164,6 +171,13 @@ class _HotCounters(Collector):
             yield _counter(
                 "acp_store_outages", "Times the shared store became unreachable", m._store_outages()
             )
+        if m._store_round_trips is not None:
+            trips = CounterMetricFamily(
+                "acp_store_round_trips", "Requests sent to the shared store, by purpose", labels=["purpose"]
+            )
+            for purpose, count in sorted(m._store_round_trips().items()):
+                trips.add_metric([purpose], count)
+            yield trips
         if m._commits is not None:
             yield _counter(
                 "acp_state_saves_fenced",

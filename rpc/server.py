@@ -91,7 +91,9 @@ class ControlPlane:
         if store is None and config.store:
             store = self.shared = SharedStore(config.store, replica_name(config))
             self.metrics.watch_shared_store(
-                lambda: self.shared is None or self.shared.reachable, self._outages
+                lambda: self.shared is None or self.shared.reachable,
+                self._outages,
+                lambda: {} if self.shared is None else dict(self.shared.round_trips),
             )
         self.store: StateStore = store if store is not None else open_store(config.state_db)
         self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
@@ -182,11 +184,13 @@ class ControlPlane:
             shared_audit = SharedAuditLog(self.shared.client)
             shared_audit.start()
             self.audit = shared_audit
-            self._share = FleetShare(self.shared.client, self.shared.replica, fleet)
+            self._share = FleetShare(self.shared.client, self.shared.replica, fleet, self.shared.round_trips)
             await self._share.start()
             self._sound_share = SoundShare(self.shared.client, self.shared.replica, self.sounds)
             await self._sound_share.start()
-            self._relay = CommandRelay(self.shared.client, self.shared.replica, fleet)
+            self._relay = CommandRelay(
+                self.shared.client, self.shared.replica, fleet, round_trips=self.shared.round_trips
+            )
             await self._relay.start(commands.send_here)
             commands.forwarder = self._relay
         admin = None

@@ -288,3 +288,24 @@ def test_the_audit_log_on_any_replica_shows_the_actions_taken_on_every_replica(
             await device.disconnect()
 
     run(scenario)
+
+
+def test_a_press_costs_at_most_two_requests_to_the_store(library: SoundLibrary, redis: RedisServer) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 1) as (one,):
+            assert one.shared is not None
+            device = SimulatedDevice(address(one), "kitchen", play_in_real_time=False)
+            await device.connect()
+            await device.wait_for_first_set(5)
+            await asyncio.sleep(0.2)  # the connect's own writes are out
+            trips = one.shared.round_trips
+            before = trips["save"] + trips["fleet"] + trips["claim"] + trips["operator"]
+            assert await device.press(Button.MODE)
+            await device.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
+            await asyncio.sleep(0.2)  # the fleet view's coalesced flush
+            after = trips["save"] + trips["fleet"] + trips["claim"] + trips["operator"]
+            assert after - before <= 2, dict(trips)
+            assert trips["save"] >= 1
+            await device.disconnect()
+
+    run(scenario)
