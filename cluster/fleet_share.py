@@ -24,12 +24,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from admin.fleetview import FleetView
-from cluster.shared_store import PREFIX, REPLICAS, replica_key
+from cluster.shared_store import PREFIX, REPLICAS, replica_key, split_message
 
 logger = logging.getLogger(__name__)
 
 FLEET = PREFIX + "fleet"
-"""The channel replicas publish their devices' snapshots on."""
+"""The channel replicas publish their devices' snapshots on: the sender, a newline, a JSON list."""
 LIVENESS_INTERVAL = 1.0
 RETRY_DELAY = 0.5
 
@@ -77,16 +77,26 @@ class FleetShare:
         task.add_done_callback(self._publishing.discard)
 
     async def _send(self, snapshots: list[dict[str, Any]]) -> None:
+        """Each snapshot encoded once: for the hash and, joined, for the message."""
         key = live_key(self._replica)
         self._round_trips["fleet"] += 1
+        held: dict[str, str] = {}
+        gone: list[str] = []
+        encoded: list[str] = []
+        for snapshot in snapshots:
+            text = json.dumps(snapshot, separators=(",", ":"))
+            encoded.append(text)
+            if snapshot["connected"] and snapshot.get("replica") == self._replica:
+                held[snapshot["device_id"]] = text
+            else:
+                gone.append(snapshot["device_id"])
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for snapshot in snapshots:
-                    if snapshot["connected"] and snapshot.get("replica") == self._replica:
-                        pipe.hset(key, snapshot["device_id"], json.dumps(snapshot))
-                    else:
-                        pipe.hdel(key, snapshot["device_id"])
-                pipe.publish(FLEET, json.dumps({"r": self._replica, "devices": snapshots}))
+                if held:
+                    pipe.hset(key, mapping=held)  # type: ignore[arg-type]
+                if gone:
+                    pipe.hdel(key, *gone)
+                pipe.publish(FLEET, f"{self._replica}\n[{','.join(encoded)}]")
                 await pipe.execute()
         except (RedisError, OSError) as error:
             logger.debug("fleet snapshots not shared (the feed repairs it): %s", error)
@@ -102,12 +112,11 @@ class FleetShare:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None:
                         continue
-                    change = json.loads(message["data"])
-                    replica = str(change["r"])
+                    replica, body = split_message(message["data"])
                     if replica == self._replica:
                         continue
                     self._alive.add(replica)
-                    for snapshot in change["devices"]:
+                    for snapshot in json.loads(body):
                         self._fleet.apply_remote(replica, snapshot)
             except (RedisError, OSError) as error:
                 logger.debug("fleet feed interrupted: %s", error)

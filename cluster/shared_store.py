@@ -12,10 +12,10 @@ from its next refused save, and ends the device's streams (``on_lost``).
 The actors call the store from the loop's thread and must not wait on the network, so the
 interface stays synchronous: reads come from a mirror of every device's record in this
 process, which the claim refreshes for the device being connected (its owner's view is
-the truth while it owns it) and which the changes other replicas publish keep current;
-state saves go out in batches (``submit``) and are answered on the loop; an operator's tag
-or desired-mode write goes into the mirror at once and out to Redis in order, retried
-until Redis takes it.
+the truth while it owns it) and which the claims, tags and desired modes other replicas
+publish keep current (their state saves are not published: see ``_SAVE``); state saves go
+out in batches (``submit``) and are answered on the loop; an operator's tag or desired-mode
+write goes into the mirror at once and out to Redis in order, retried until Redis takes it.
 
 Redis unreachable: connected devices go on being served, their saves wait (the group commit
 retries them; a press is acked only once saved), new devices are refused with a clear
@@ -49,7 +49,8 @@ DEVICES = PREFIX + "devices"
 REPLICAS = PREFIX + "replicas"
 """The set of replica names; each one's heartbeat key says whether it is alive."""
 CHANGES = PREFIX + "changes"
-"""The channel every write script publishes what it changed on."""
+"""The channel every write script publishes what it changed on: the writer's name, a newline,
+and the change as JSON (a replica skips its own without parsing them)."""
 HEARTBEAT_INTERVAL = 1.0
 REPLICA_TTL_MS = 3000
 """A replica whose heartbeat key is this old is gone."""
@@ -71,28 +72,27 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
 local fields = redis.call('HMGET', KEYS[1], 'mode', 'next', 'tags', 'desired', 'seen')
-redis.call('PUBLISH', KEYS[3], cjson.encode({r = ARGV[1], claim = ARGV[2], epoch = epoch}))
+redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\n' .. cjson.encode({claim = ARGV[2], epoch = epoch}))
 return {epoch, fields[1], fields[2], fields[3], fields[4], fields[5]}
 """
 
 _SAVE = """
-local fenced, saved = {}, {}
-for i = 1, #KEYS - 1 do
+local fenced = {}
+for i = 1, #KEYS do
   local base = 2 + (i - 1) * 4
-  local id, epoch = ARGV[base + 1], ARGV[base + 2]
   local current = redis.call('HMGET', KEYS[i], 'epoch', 'owner')
-  if current[1] == epoch and current[2] == ARGV[1] then
+  if current[1] == ARGV[base + 2] and current[2] == ARGV[1] then
     redis.call('HSET', KEYS[i], 'mode', ARGV[base + 3], 'next', ARGV[base + 4], 'seen', ARGV[2])
-    saved[#saved + 1] = {id, tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])}
   else
-    fenced[#fenced + 1] = id
+    fenced[#fenced + 1] = ARGV[base + 1]
   end
-end
-if #saved > 0 then
-  redis.call('PUBLISH', KEYS[#KEYS], cjson.encode({r = ARGV[1], saves = saved, seen = tonumber(ARGV[2])}))
 end
 return fenced
 """
+"""The fenced batch save. It announces nothing: a device's state matters to another replica only
+once the device reaches it, and its claim reads the state then (announcing every save would
+make each replica parse every other replica's saves: work that grows with the replica count).
+The operator's view of the fleet gets modes from the replicas' snapshots (``fleet_share``)."""
 
 _SET_FIELD = """
 redis.call('HSETNX', KEYS[1], 'mode', 0)
@@ -107,7 +107,7 @@ if ARGV[4] == '' then
 else
   redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 end
-redis.call('PUBLISH', KEYS[3], cjson.encode({r = ARGV[1], field = ARGV[3], id = ARGV[2], value = ARGV[4]}))
+redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\n' .. cjson.encode({field = ARGV[3], id = ARGV[2], value = ARGV[4]}))
 return 1
 """
 """Set (or, with an empty value, delete: only if it still equals ARGV[5] when that is given)
@@ -323,7 +323,7 @@ class SharedStore:
         owned = [(device_id, state) for device_id, state in states if device_id in self._owned]
         if not owned:
             return frozenset(fenced)
-        keys = [device_key(device_id) for device_id, _ in owned] + [CHANGES]
+        keys = [device_key(device_id) for device_id, _ in owned]
         args: list[Any] = [self.replica, repr(self._clock())]
         for device_id, state in owned:
             args += [device_id, self._owned[device_id], state.mode, state.next_playback_id]
@@ -341,7 +341,7 @@ class SharedStore:
                 self._lost(device_id)
             else:
                 kept = DeviceState(mode=state.mode, next_playback_id=state.next_playback_id)
-                self._mirror_state(device_id, kept, now)
+                self._mirror_state(device_id, kept, now, announce=False)
         return frozenset(fenced | refused_ids)
 
     def _queue_field(self, device_id: str, field: str, value: str, only_if: str) -> None:
@@ -400,7 +400,9 @@ class SharedStore:
                 while not self._closed:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
-                        self._apply_change(json.loads(message["data"]))
+                        sender, change = split_message(message["data"])
+                        if sender != self.replica:
+                            self._apply_change(json.loads(change))
             except (RedisError, OSError) as error:
                 self._went_down(error)
                 await asyncio.sleep(RETRY_DELAY)
@@ -409,19 +411,13 @@ class SharedStore:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _apply_change(self, change: dict[str, Any]) -> None:
-        if change.get("r") == self.replica:
-            return
         if "claim" in change:
             device_id, epoch = str(change["claim"]), int(change["epoch"])
             mine = self._owned.get(device_id)
             if mine is not None and mine < epoch:
                 self._lost(device_id)
-        elif "saves" in change:
-            seen = float(change["seen"])
-            for device_id, mode, next_id in change["saves"]:
-                self._mirror_state(
-                    str(device_id), DeviceState(mode=int(mode), next_playback_id=int(next_id)), seen
-                )
+            elif device_id not in self._mirror:  # a device first seen elsewhere: known here from now on
+                self._mirror_state(device_id, DeviceState(), self._clock())
         elif change.get("field") == "tags":
             value = change["value"]
             tags = tuple(json.loads(value)) if value else ()
@@ -470,13 +466,15 @@ class SharedStore:
             logger.info("device %s: taken over by another server", device_id)
             self.on_lost(device_id)
 
-    def _mirror_state(self, device_id: str, state: DeviceState, seen: float) -> None:
+    def _mirror_state(self, device_id: str, state: DeviceState, seen: float, announce: bool = True) -> None:
+        """``announce``: tell ``on_change`` (not for this replica's own saves: its view has them)."""
         mirrored = self._mirror.get(device_id)
         if mirrored is None:
             mirrored = self._mirror[device_id] = _Mirrored(DeviceRecord(device_id, state.mode), state)
         mirrored.state = state
         mirrored.record = replace(mirrored.record, mode=state.mode, last_seen=seen)
-        self.on_change(mirrored.record)
+        if announce:
+            self.on_change(mirrored.record)
 
     def _mirror_update(self, device_id: str, change: Callable[[DeviceRecord], DeviceRecord]) -> None:
         mirrored = self._mirror.get(device_id)
@@ -505,6 +503,13 @@ class SharedStore:
             self._down_since = None
             if self._on_outage is not None:
                 self._on_outage(False)
+
+
+def split_message(data: bytes | str) -> tuple[str, str]:
+    """A feed message's sender and body (see ``CHANGES``)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    sender, _, body = text.partition("\n")
+    return sender, body
 
 
 def _outcome(finished: asyncio.Task[frozenset[str]]) -> SaveOutcome:
