@@ -267,6 +267,7 @@ def failover(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 [
                     *("--port", str(ports[index]), "--admin-port", str(admins[index])),
                     *("--store", redis_url, "--replica-id", f"replica{index + 1}", "--grace", "2"),
+                    *("--metrics-port", "-1"),
                 ],
                 cores=(),
             )
@@ -313,12 +314,16 @@ async def _failover(
             held = {d["device_id"] for d in listing if d["replica"] == f"replica{victim + 1}"}
             moved = [device for device in devices if device.device_id in held]
             modes = {device.device_id: _shown_mode(device) for device in moved}
+            connections = {device.device_id: device.connections for device in moved}
             killed = time.monotonic()
             replicas[victim].process.send_signal(signal.SIGKILL)
             replicas[victim].process.wait()
             await _until(
-                lambda moved=moved, modes=modes: all(
-                    device.established and _shown_mode(device) == modes[device.device_id] for device in moved
+                lambda moved=moved, modes=modes, connections=connections: all(
+                    device.connections > connections[device.device_id]
+                    and device.established
+                    and _shown_mode(device) == modes[device.device_id]
+                    for device in moved
                 ),
                 60,
             )

@@ -281,6 +281,7 @@ def test_a_killed_replicas_devices_are_back_on_the_others_in_their_mode_within_1
     moved = sorted(device_id for device_id, name in held.items() if name == victim.name)
     assert moved
     modes = {device_id: _mode_shown(cluster.devices[device_id]) for device_id in moved}
+    connections = {device_id: cluster.devices[device_id].connections for device_id in moved}
     assert victim.process is not None
     killed_at = time.monotonic()
     victim.process.process.send_signal(signal.SIGKILL)
@@ -288,7 +289,8 @@ def test_a_killed_replicas_devices_are_back_on_the_others_in_their_mode_within_1
 
     def back() -> bool:
         return all(
-            cluster.devices[device_id].established
+            cluster.devices[device_id].connections > connections[device_id]  # connected anew
+            and cluster.devices[device_id].established
             and _mode_shown(cluster.devices[device_id]) == modes[device_id]
             for device_id in moved
         )
