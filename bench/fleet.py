@@ -45,6 +45,7 @@ from media.opus import OpusDecoder
 from rpc import comms_pb2 as pb
 from rpc.registration import SERVICE_NAME
 from simulator.leds import device_status
+from simulator.reconnect import Backoff
 
 SERVICE = f"/{SERVICE_NAME}/"
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -60,6 +61,9 @@ REFUSED = grpc.StatusCode.RESOURCE_EXHAUSTED
 _BUSY = getattr(led_map, "STATUS_BUSY", None)
 BUSY_RGB = _BUSY.rgba >> 8 if _BUSY is not None else None
 """led_1's "busy" colour after a refused Play, where the server has one."""
+
+RECONNECT_BACKOFF = Backoff()
+"""How a device that could not connect waits before the next try: as the firmware does."""
 
 
 def _press(button: pb.ButtonEvent.ButtonId) -> pb.DeviceEvent:
@@ -675,7 +679,7 @@ class Fleet:
                     outcome = await device.connect(kind)
                 if outcome != "refused" or attempt == retries:
                     return
-                await asyncio.sleep(min(2.0, 0.25 * 2**attempt) * self.random.uniform(0.5, 1.5))
+                await asyncio.sleep(RECONNECT_BACKOFF.delay(attempt, self.random.random()))
 
         await asyncio.gather(*(one(device) for device in self.devices))
 
@@ -777,12 +781,17 @@ class Fleet:
     async def _soak(self, device: Device, deadline: float) -> None:
         """A mixed fleet for hours: Mode, Play, Stop, and now and then a reconnect, with think times."""
         rng = self.random
+        failures = 0
         await self._sleep(rng.uniform(0, self.spec.think), deadline)
         while time.monotonic() < deadline:
             if not device.connected:
-                await self._sleep(rng.uniform(0.1, 1.0), deadline)
+                # After a failed connect, the firmware's backoff; after a chosen disconnect, a pause.
+                pause = (
+                    RECONNECT_BACKOFF.delay(failures - 1, rng.random()) if failures else rng.uniform(0.1, 1.0)
+                )
+                await self._sleep(pause, deadline)
                 if time.monotonic() < deadline:
-                    await device.connect("reconnect")
+                    failures = 0 if await device.connect("reconnect") == "connected" else failures + 1
                 continue
             roll = rng.random()
             if roll < self.spec.reconnect_prob:
