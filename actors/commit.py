@@ -8,9 +8,12 @@ behind it), and then every save's ``then`` hears whether it is durable. A load s
 saves not yet committed, so a device that reconnects at once resumes its newest state.
 
 A store that answers later (``DeferredSaves``: a network store such as Redis) gets one batch
-at a time; the saves made meanwhile form the next. A batch the store could not take stays
-pending and is tried again after ``retry_delay``; a save the store refused because another
-server owns the device now (fencing) is dropped, and ``on_fenced`` hears of the device.
+at a time; the saves made meanwhile form the next. Batches to it start at most every
+``min_interval``: each request costs the loop far more than a SQLite commit does, so under a
+press storm saves wait a few milliseconds to share one; an isolated save goes at once. A
+batch the store could not take stays pending and is tried again after ``retry_delay``; a
+save the store refused because another server owns the device now (fencing) is dropped,
+and ``on_fenced`` hears of the device.
 
 Used from one thread only: the actor runtime's.
 """
@@ -18,6 +21,7 @@ Used from one thread only: the actor runtime's.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from actors.state import DeviceState
@@ -31,6 +35,9 @@ Durable = Callable[[bool], None]
 RETRY_DELAY = 0.5
 """Seconds before a batch the store could not take is tried again."""
 
+DEFERRED_MIN_INTERVAL = 0.005
+"""Seconds between the starts of two batches to a deferred store."""
+
 
 class GroupCommit:
     def __init__(
@@ -40,6 +47,8 @@ class GroupCommit:
         schedule_later: Callable[[float, Callable[[], None]], object] | None = None,
         on_fenced: Callable[[str], None] | None = None,
         retry_delay: float = RETRY_DELAY,
+        min_interval: float = DEFERRED_MIN_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._schedule = schedule
@@ -47,6 +56,9 @@ class GroupCommit:
         self._on_fenced = on_fenced
         self._retry_delay = retry_delay
         self._deferred: DeferredSaves | None = store if isinstance(store, DeferredSaves) else None
+        self._min_interval = min_interval
+        self._clock = clock
+        self._last_batch_at = -float("inf")
         self._pending: dict[str, DeviceState] = {}
         self._waiting: list[tuple[str, Durable]] = []
         self._scheduled = False
@@ -84,8 +96,13 @@ class GroupCommit:
         return not self._pending and self._in_flight is None
 
     def _schedule_commit(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
+        if self._scheduled:
+            return
+        self._scheduled = True
+        wait = self._last_batch_at + self._min_interval - self._clock()
+        if self._deferred is not None and wait > 0 and self._schedule_later is not None:
+            self._schedule_later(wait, self.commit)
+        else:
             self._schedule(self.commit)
 
     def commit(self) -> None:
@@ -97,6 +114,7 @@ class GroupCommit:
         self._pending, self._waiting = {}, []
         if self._deferred is not None:
             self._in_flight = batch
+            self._last_batch_at = self._clock()
             self._deferred.submit(
                 list(batch.items()), lambda outcome: self._answered(batch, waiting, outcome)
             )
