@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -63,3 +64,36 @@ async def operated(
         ) as http,
     ):
         yield Operated(plane, http)
+
+
+# Live events, read as a browser reads them.
+
+Event = tuple[int, str, dict[str, Any]]
+
+
+async def events(http: httpx.AsyncClient, headers: dict[str, str] | None = None) -> AsyncGenerator[Event]:
+    """Parses the stream as a browser would: id, event and data lines, a blank line ends each."""
+    async with http.stream("GET", "/api/events", headers=headers or {}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        async for line in response.aiter_lines():
+            if line == "":
+                if "event" in fields:
+                    yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+
+
+async def first(stream: AsyncIterator[Event], wanted: Callable[[Event], bool], timeout: float = 5) -> Event:
+    async with asyncio.timeout(timeout):
+        async for event in stream:
+            if wanted(event):
+                return event
+    raise AssertionError("the stream ended")
+
+
+def about(device_id: str, condition: Callable[[dict[str, Any]], bool]) -> Callable[[Event], bool]:
+    return lambda e: e[1] == "device" and e[2]["device_id"] == device_id and condition(e[2])

@@ -16,6 +16,7 @@ from actors.leds import STATUS_IDLE, mode_leds
 from media.library import SoundLibrary
 from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
+from tests.admin_live import about, events, first
 from tests.audio_files import dominant_frequency, write_tone
 from tests.live import TEST_CONFIG, run, shows
 from tests.redis_server import RedisServer, redis_server
@@ -307,5 +308,25 @@ def test_a_press_costs_at_most_two_requests_to_the_store(library: SoundLibrary, 
             assert after - before <= 2, dict(trips)
             assert trips["save"] >= 1
             await device.disconnect()
+
+    run(scenario)
+
+
+def test_live_events_on_one_replica_follow_a_device_another_replica_holds(
+    library: SoundLibrary, redis: RedisServer
+) -> None:
+    async def scenario() -> None:
+        async with replicas(library, redis, 2) as (one, two), api(one) as client:
+            listing = (await client.get("/api/devices")).json()
+            stream = events(client, {"Last-Event-ID": str(listing["event_id"])})
+            device = SimulatedDevice(address(two), "kitchen", play_in_real_time=False)
+            await device.connect()
+            online = about("kitchen", lambda d: d["connected"] and d["replica"] == "replica2")
+            await first(stream, online)
+            assert await device.press(Button.MODE)
+            await first(stream, about("kitchen", lambda d: d["mode"] == 1))
+            await device.disconnect()
+            await first(stream, about("kitchen", lambda d: not d["connected"]))
+            await stream.aclose()
 
     run(scenario)
