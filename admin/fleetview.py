@@ -99,7 +99,7 @@ class _Entry:
                 "connected_since": iso_time(self.connected_since) if self.connected else None,
                 "peer": self.peer if self.connected else None,
                 "tags": list(self.tags),
-                "replica": self.replica if self.connected else None,
+                "replica": (self.replica or None) if self.connected else None,
             }
         return self.json
 

@@ -311,9 +311,6 @@ class SharedStore:
             mirrored.record = replace(mirrored.record, desired_mode=None)
         self._queue_field(device_id, "desired", "", str(mode))
 
-    def __len__(self) -> int:
-        return len(self.records())
-
     # Inside.
 
     async def _save_batch(self, states: Sequence[tuple[str, DeviceState]]) -> frozenset[str]:

@@ -165,7 +165,10 @@ class ControlPlane:
         self.metrics.watch_commits(commits)
         events = EventHub(time.time, first_id=int(time.time() * 1000))
         self.metrics.watch_event_readers(lambda: events.readers, lambda: events.dropped)
-        fleet = FleetView(events, time.time, loop, replica=replica_name(self.config, self.shared))
+        # Named only among replicas: a lone server's devices show no replica.
+        fleet = FleetView(
+            events, time.time, loop, replica=self.shared.replica if self.shared is not None else ""
+        )
         fleet.load(self.store.records())
 
         def link_factory(device_id: str, peer: str) -> GrpcDeviceLink:
@@ -410,10 +413,8 @@ def sound_shelf(state_db: str) -> Path | None:
 _unnamed_replicas = itertools.count(1)
 
 
-def replica_name(config: ServerConfig, shared: SharedStore | None = None) -> str:
+def replica_name(config: ServerConfig) -> str:
     """The configured name, else host name and port (and worker index): unique on one host."""
-    if shared is not None:
-        return shared.replica
     if config.replica_id:
         return config.replica_id
     port = str(config.port) if config.port else f"{os.getpid()}-{next(_unnamed_replicas)}"

@@ -249,7 +249,9 @@ function fillCard(card, device) {
   setLedRow(p.leds, device.leds);
   p.mode.textContent = device.desired_mode === null ? `mode ${device.mode}` : `mode ${device.mode} → ${device.desired_mode}`;
   p.playing.textContent = device.playing ? `▶ ${device.playing.sound} since ${time(device.playing.since)}` : "not playing";
-  p.seen.textContent = device.connected ? `connected since ${time(device.connected_since)}` : `last seen ${time(device.last_seen)}`;
+  p.seen.textContent = device.connected
+    ? `connected since ${time(device.connected_since)}${device.replica ? ` on ${device.replica}` : ""}`
+    : `last seen ${time(device.last_seen)}`;
   p.tags.replaceChildren(...device.tags.map((tag) => Object.assign(document.createElement("span"), { textContent: tag })));
   p.play.disabled = p.stop.disabled = readOnly || !device.connected;
 }
