@@ -30,7 +30,8 @@ from actors.store import DeferredSaves, StateStore
 logger = logging.getLogger(__name__)
 
 Durable = Callable[[bool], None]
-"""Told True once a save is committed, False if the commit failed (the save stays pending)."""
+"""Told True once a save is committed; False if the commit failed (the save stays pending and
+is tried again), or if it was refused or forgotten because another server owns the device."""
 
 RETRY_DELAY = 0.5
 """Seconds before a batch the store could not take is tried again."""
@@ -73,6 +74,20 @@ class GroupCommit:
         if then is not None:
             self._waiting.append((device_id, then))
         self._schedule_commit()
+
+    def forget(self, device_id: str) -> None:
+        """Drop the device's saves not yet sent: they were made while this server owned it before
+        (a claim has just taken it anew), and the store's state is newer. A batch already out
+        carries the old epoch and is refused by the store itself."""
+        if self._pending.pop(device_id, None) is None:
+            return
+        kept: list[tuple[str, Durable]] = []
+        for waiting in self._waiting:
+            if waiting[0] == device_id:
+                waiting[1](False)
+            else:
+                kept.append(waiting)
+        self._waiting = kept
 
     def load(self, device_id: str) -> DeviceState | None:
         pending = self._pending.get(device_id)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from actors.config import ServerConfig, parse_config
 from actors.logs import configure_logging
-from actors.store import StoreError
+from actors.store import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from rpc.server import ControlPlane
@@ -67,6 +67,8 @@ async def serve(config: ServerConfig, plane: ControlPlane) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         await plane.start()
+    except StoreUnavailable as error:  # the message names the store
+        raise OSError(str(error)) from error
     except RuntimeError as error:
         raise OSError(f"cannot listen on {config.address}: {error}") from error
     await stopping.wait()

@@ -92,6 +92,8 @@ class _Retiring:
     actor_urn: str
     state: DeviceState
     waiting: list[OpenStream | RouteCommand] = field(default_factory=list)
+    moved: bool = False
+    """Another server owns the device: its final state here is stale and is not saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +297,8 @@ class SupervisorActor(PooledActor):
 
     def _retire(self, device_id: str, moved: bool = False) -> None:
         """Tell the actor to retire; its ``Retired`` (or the timeout) completes it. A device taken
-        over elsewhere is saved too: the store refuses that save, as it would any stale one."""
+        over elsewhere is not saved: the new owner's state is newer, and were the device to come
+        back here meanwhile, this replica's new claim would let a stale save through."""
         device = self._devices.pop(device_id)
         self._observer.device_disconnected()
         self._news.device_offline(device_id, device.state.at_rest())
@@ -311,9 +314,10 @@ class SupervisorActor(PooledActor):
         except pykka.ActorDeadError:
             for_device(logger, device_id).warning("retiring without a final state (its actor is gone)")
             device.session.link.close(retire.cause, retire.reason)
-            self._store.save(device_id, device.state.at_rest())
+            if not moved:
+                self._store.save(device_id, device.state.at_rest())
             return
-        self._retiring[device_id] = _Retiring(urn, device.state.at_rest())
+        self._retiring[device_id] = _Retiring(urn, device.state.at_rest(), moved=moved)
         self.runtime.call_later(
             self._policy.retire_timeout, tell_if_alive, self.actor_ref, _RetireOverdue(device_id, urn)
         )
@@ -324,7 +328,8 @@ class SupervisorActor(PooledActor):
         if retiring is None or retiring.actor_urn != actor_urn:
             return
         del self._retiring[device_id]
-        self._store.save(device_id, state)
+        if not retiring.moved:
+            self._store.save(device_id, state)
         for waiting in retiring.waiting:
             if isinstance(waiting, OpenStream):
                 self._open_stream(waiting)

@@ -212,6 +212,8 @@ class FleetView(FleetListener):
         """Another replica's snapshot of a device: taken when it says the device is connected
         there, or offline while this view had it there."""
         device_id = str(snapshot["device_id"])
+        if snapshot.get("connected") and snapshot.get("replica") != replica:
+            return  # a replica speaks only for the devices it holds
         entry = self._entry(device_id)
         if snapshot.get("connected"):
             entry.connected, entry.replica, entry.remote = True, replica, snapshot
@@ -307,7 +309,7 @@ class FleetView(FleetListener):
     def server_leaving(self) -> None:
         self.leaving = True
         for entry in self._entries.values():
-            if entry.connected:
+            if entry.connected and entry.replica == self.replica:
                 self._changed(entry)
 
     # Inside.
@@ -330,9 +332,12 @@ class FleetView(FleetListener):
             entry.sound = sound
 
     def _changed(self, entry: _Entry, local: bool = True) -> None:
+        """``local``: this server's news. Only what it may speak for goes to the other replicas:
+        its own devices, and devices nobody holds (an operator's tags for another replica's
+        device reach every replica through the store's feed instead)."""
         entry.json = None
         self._dirty.add(entry.device_id)
-        if local:
+        if local and (not entry.connected or entry.replica == self.replica):
             self._local_dirty.add(entry.device_id)
         if not self._flush_scheduled:
             self._flush_scheduled = True

@@ -47,7 +47,7 @@ class FleetShare:
         self._replica = replica
         self._fleet = fleet
         self._tasks: list[asyncio.Task[None]] = []
-        self._publishing: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
         self._alive: set[str] = set()
         self._closed = False
 
@@ -56,25 +56,37 @@ class FleetShare:
         self._tasks = [
             asyncio.create_task(self._follow(), name="fleet-share"),
             asyncio.create_task(self._watch_replicas(), name="fleet-replicas"),
+            asyncio.create_task(self._send_in_order(), name="fleet-publish"),
         ]
 
     async def aclose(self) -> None:
         """Last word: this replica's devices are offline, and its hash is gone."""
+        self._fleet.flush()  # the devices' last news (offline, leaving) goes out first
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._outbox.join()
         self._closed = True
         self._fleet.on_local_flush = None
         for task in self._tasks:
             task.cancel()
-        await asyncio.wait(self._tasks + list(self._publishing), timeout=2.0)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
         with contextlib.suppress(RedisError, OSError):
             await self._client.delete(live_key(self._replica))
 
     def _publish(self, snapshots: list[dict[str, Any]]) -> None:
-        """One pipeline per flush: the hash of what this replica holds, and the message."""
-        if self._closed:
-            return
-        task = asyncio.get_running_loop().create_task(self._send(snapshots))
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
+        """Queued: flushes reach Redis in the order they were made (an older "connected" must not
+        land after a newer "offline")."""
+        if not self._closed:
+            self._outbox.put_nowait(snapshots)
+
+    async def _send_in_order(self) -> None:
+        while True:
+            snapshots = await self._outbox.get()
+            try:
+                await self._send(snapshots)
+            finally:
+                self._outbox.task_done()
 
     async def _send(self, snapshots: list[dict[str, Any]]) -> None:
         """Each snapshot encoded once: for the hash and, joined, for the message."""
@@ -112,12 +124,15 @@ class FleetShare:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None:
                         continue
-                    replica, body = split_message(message["data"])
-                    if replica == self._replica:
-                        continue
-                    self._alive.add(replica)
-                    for snapshot in json.loads(body):
-                        self._fleet.apply_remote(replica, snapshot)
+                    try:
+                        replica, body = split_message(message["data"])
+                        if replica == self._replica:
+                            continue
+                        self._alive.add(replica)
+                        for snapshot in json.loads(body):
+                            self._fleet.apply_remote(replica, snapshot)
+                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
+                        logger.warning("ignoring a malformed fleet snapshot: %s", error)
             except (RedisError, OSError) as error:
                 logger.debug("fleet feed interrupted: %s", error)
                 await asyncio.sleep(RETRY_DELAY)
@@ -135,7 +150,10 @@ class FleetShare:
             held = await self._client.hgetall(live_key(replica))
             self._alive.add(replica)
             for value in held.values():
-                self._fleet.apply_remote(replica, json.loads(value))
+                try:
+                    self._fleet.apply_remote(replica, json.loads(value))
+                except (ValueError, KeyError, TypeError) as error:
+                    logger.warning("ignoring a malformed snapshot of replica %s: %s", replica, error)
 
     async def _replicas(self) -> list[str]:
         members = await self._client.smembers(REPLICAS)
@@ -146,7 +164,12 @@ class FleetShare:
         while not self._closed:
             await asyncio.sleep(LIVENESS_INTERVAL)
             try:
-                replicas = [replica for replica in await self._replicas() if replica != self._replica]
+                members = await self._replicas()
+                if self._replica not in members and self._fleet.local_snapshots():
+                    # Taken for gone (this replica's heartbeat lapsed, a stall or a partition) and
+                    # its hash removed: the others learn again what it holds.
+                    self._publish(self._fleet.local_snapshots())
+                replicas = [replica for replica in members if replica != self._replica]
                 if not replicas:
                     continue
                 self._round_trips["liveness"] += 1

@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import json
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -119,8 +120,11 @@ class CommandRelay:
         self._fleet = fleet
         self._timeout = timeout
         self._local: LocalSend | None = None
-        self._waiting: dict[int, asyncio.Future[CommandResult]] = {}
+        self._waiting: dict[str, asyncio.Future[CommandResult]] = {}
         self._numbers = itertools.count(1)
+        self._nonce = secrets.token_hex(4)
+        """Request ids are unique across this replica's restarts: a late reply to an earlier run
+        cannot answer a request of this one."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -150,7 +154,7 @@ class CommandRelay:
     async def forward(self, replica: str, device_id: str, command: Command) -> CommandResult | None:
         """The owner's result; None when no replica of that name listens (it is gone): the caller
         then treats the device as offline here."""
-        number = next(self._numbers)
+        number = f"{self._nonce}-{next(self._numbers)}"
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self._waiting[number] = future
         request = {
@@ -186,15 +190,21 @@ class CommandRelay:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None:
                         continue
-                    body = json.loads(message["data"])
-                    channel = message["channel"]
-                    channel = channel.decode() if isinstance(channel, bytes) else channel
-                    if channel == replies_channel(self._replica):
-                        self._answered(body)
-                    else:
-                        task = asyncio.create_task(self._serve(body))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                    try:
+                        body = json.loads(message["data"])
+                        channel = message["channel"]
+                        channel = channel.decode() if isinstance(channel, bytes) else channel
+                        if channel == replies_channel(self._replica):
+                            self._answered(body)
+                        else:
+                            missing = {"id", "from", "device_id", "command"} - set(body)
+                            if missing:
+                                raise KeyError(f"no {', '.join(sorted(missing))}")
+                            task = asyncio.create_task(self._serve(body))
+                            self._tasks.add(task)
+                            task.add_done_callback(self._tasks.discard)
+                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the relay
+                        logger.warning("ignoring a malformed command message: %s", error)
             except (RedisError, OSError) as error:
                 logger.warning("command relay interrupted: %s", error)
                 await asyncio.sleep(RETRY_DELAY)
@@ -203,7 +213,7 @@ class CommandRelay:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _answered(self, body: dict[str, Any]) -> None:
-        future = self._waiting.get(int(body["id"]))
+        future = self._waiting.get(str(body["id"]))
         if future is None or future.done():
             return
         device = body.get("device")

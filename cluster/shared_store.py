@@ -154,12 +154,20 @@ class SharedStore:
         self.on_lost: Callable[[str], None] = lambda device_id: None
         """Told the device_id when another replica took a device this one owned."""
         self.on_change: Callable[[DeviceRecord], None] = lambda record: None
-        """Told of every record another replica changed (the operator's fleet view follows it)."""
+        """Told of the records changed through the store: by another replica, or by an operator's
+        write here (the operator's fleet view follows it)."""
+        self.on_claimed: Callable[[str], None] = lambda device_id: None
+        """Told the device_id once this replica has claimed a device anew (its saves from an
+        earlier ownership are stale: the group commit forgets them)."""
         self._client: aioredis.Redis | None = None
         self._mirror: dict[str, _Mirrored] = {}
         self._owned: dict[str, int] = {}
         """device_id -> the epoch this replica claimed it with."""
         self._claiming: dict[str, asyncio.Future[int]] = {}
+        self._claimed_meanwhile: dict[str, int] = {}
+        """The highest epoch other replicas claimed a device with while this one's claim was out."""
+        self._unwritten: dict[str, int] = {}
+        """Operator writes queued per device: a mirror reload keeps those devices' entries."""
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._down_since: float | None = None
@@ -257,17 +265,17 @@ class SharedStore:
             fields = [None if value is None else value.decode() for value in reply[1:]]
             self._mirror[device_id] = _record(device_id, fields)
             self._owned[device_id] = epoch
+            self.on_claimed(device_id)
             future.set_result(epoch)
+            if self._claimed_meanwhile.get(device_id, 0) > epoch:
+                asyncio.get_running_loop().call_soon(self._lost, device_id)  # a newer claim won
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: the claimants that shared it re-raise their own
             raise
         finally:
             del self._claiming[device_id]
-
-    def released(self, device_id: str) -> None:
-        """The device left this replica (its streams are gone, its last state saved or refused)."""
-        self._owned.pop(device_id, None)
+            self._claimed_meanwhile.pop(device_id, None)
 
     # StateStore: reads from the mirror.
 
@@ -342,12 +350,17 @@ class SharedStore:
         return frozenset(fenced | refused_ids)
 
     def _queue_field(self, device_id: str, field: str, value: str, only_if: str) -> None:
+        self._unwritten[device_id] = self._unwritten.get(device_id, 0) + 1
+
         async def write() -> None:
             self.round_trips["operator"] += 1
             await self._set_field(
                 keys=[device_key(device_id), DEVICES, CHANGES],
                 args=[self.replica, device_id, field, value, only_if],
             )
+            left = self._unwritten.pop(device_id, 1) - 1
+            if left:
+                self._unwritten[device_id] = left
 
         self._writes.put_nowait(write)
 
@@ -396,10 +409,14 @@ class SharedStore:
                 first = False
                 while not self._closed:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    try:
                         sender, change = split_message(message["data"])
                         if sender != self.replica:
                             self._apply_change(json.loads(change))
+                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
+                        logger.warning("ignoring a malformed change from the store: %s", error)
             except (RedisError, OSError) as error:
                 self._went_down(error)
                 await asyncio.sleep(RETRY_DELAY)
@@ -411,6 +428,8 @@ class SharedStore:
         if "claim" in change:
             device_id, epoch = str(change["claim"]), int(change["epoch"])
             mine = self._owned.get(device_id)
+            if device_id in self._claiming:
+                self._claimed_meanwhile[device_id] = max(epoch, self._claimed_meanwhile.get(device_id, 0))
             if mine is not None and mine < epoch:
                 self._lost(device_id)
             elif device_id not in self._mirror:  # a device first seen elsewhere: known here from now on
@@ -437,6 +456,13 @@ class SharedStore:
                 replies = await pipe.execute()
             for device_id, fields in zip(chunk, replies, strict=True):
                 mirror[device_id] = _record(device_id, [None if v is None else v.decode() for v in fields])
+        # What this replica knows better than a read begun before its awaits: the devices it owns
+        # or is claiming (their claim read them, and only it writes them), and those with
+        # operator writes still queued.
+        for device_id in (*self._owned, *self._claiming, *self._unwritten):
+            current = self._mirror.get(device_id)
+            if current is not None:
+                mirror[device_id] = current
         self._mirror = mirror
 
     async def _check_ownership(self) -> None:
@@ -451,6 +477,8 @@ class SharedStore:
                     pipe.hmget(device_key(device_id), "epoch", "owner")
                 replies = await pipe.execute()
             for (device_id, epoch), (stored_epoch, owner) in zip(chunk, replies, strict=True):
+                if self._owned.get(device_id) != epoch:
+                    continue  # claimed anew while this check was out: that claim read the truth
                 if (
                     stored_epoch is None
                     or int(stored_epoch) != epoch

@@ -4,7 +4,9 @@ An upload, a delete or an assignment made on one replica is written to Redis (th
 uploaded, in a hash of sounds; the assignments in a hash by mode) and announced; every other
 replica decodes the file itself (off the loop, at its own packet length) and applies the
 change to its catalog without announcing it again. A replica that starts reads both hashes,
-so it plays what the fleet's operators chose even if it was down when they chose it.
+so it plays what the fleet's operators chose even if it was down when they chose it. (It
+adds what it lacks; a sound deleted or re-uploaded while it was down it learns only from
+the next change to that sound.)
 
 The writes are queued and retried in order while Redis is unreachable: the replica that took
 the upload has it at once, the others once Redis takes it.
@@ -120,8 +122,12 @@ class SoundShare:
                 self._subscribed.set()
                 while not self._closed:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    try:
                         await self._apply(json.loads(message["data"]))
+                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
+                        logger.warning("ignoring a malformed sound change: %s", error)
             except (RedisError, OSError) as error:
                 logger.warning("sound feed interrupted: %s", error)
                 await asyncio.sleep(RETRY_DELAY)

@@ -162,6 +162,8 @@ class ControlPlane:
         if self.shared is not None:
             self.shared.on_lost = evict
         commits = GroupCommit(self.store, runtime.call_soon, runtime.call_later, on_fenced=evict)
+        if self.shared is not None:
+            self.shared.on_claimed = commits.forget
         self.metrics.watch_commits(commits)
         events = EventHub(time.time, first_id=int(time.time() * 1000))
         self.metrics.watch_event_readers(lambda: events.readers, lambda: events.dropped)
@@ -188,13 +190,19 @@ class ControlPlane:
             shared_audit.start()
             self.audit = shared_audit
             self._share = FleetShare(self.shared.client, self.shared.replica, fleet, self.shared.round_trips)
-            await self._share.start()
             self._sound_share = SoundShare(self.shared.client, self.shared.replica, self.sounds)
-            await self._sound_share.start()
             self._relay = CommandRelay(
                 self.shared.client, self.shared.replica, fleet, round_trips=self.shared.round_trips
             )
-            await self._relay.start(commands.send_here)
+            try:
+                await self._share.start()
+                await self._sound_share.start()
+                await self._relay.start(commands.send_here)
+            except BaseException:
+                await asyncio.to_thread(runtime.shutdown)
+                commits.close()
+                await self._leave_replicas(commits, loop.time() + 2.0)
+                raise
             commands.forwarder = self._relay
         admin = None
         if self.config.admin_port >= 0:
@@ -347,17 +355,15 @@ class ControlPlane:
         while not commits.idle and loop.time() < deadline:
             await asyncio.sleep(0.01)
             commits.commit()
-        if self._relay is not None:
-            await self._relay.aclose()
-            self._relay = None
-        if self._share is not None:
-            await self._share.aclose()
-            self._share = None
-        if self._sound_share is not None:
-            await self._sound_share.aclose()
-            self._sound_share = None
+        # Side by side, each bounded by its own short timeouts: a Redis outage at shutdown costs
+        # the longest of them, not their sum.
+        closing = [
+            part.aclose() for part in (self._relay, self._share, self._sound_share) if part is not None
+        ]
         if isinstance(self.audit, SharedAuditLog):
-            await self.audit.aclose()
+            closing.append(self.audit.aclose())
+        await asyncio.gather(*closing)
+        self._relay = self._share = self._sound_share = None
         await self.shared.aclose()
 
     def _outages(self) -> int:

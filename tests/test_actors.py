@@ -15,7 +15,7 @@ from actors.leds import (
     mode_leds,
     render,
 )
-from actors.messages import Drain, Refusal, StreamClosed, StreamGrant, StreamKind, StreamRefused
+from actors.messages import Drain, Evict, Refusal, StreamClosed, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture
 from actors.supervisor import SupervisorPolicy
@@ -363,3 +363,18 @@ def test_an_admitted_play_that_fails_to_start_gives_its_place_back(
     fleet.wait_for_status(lambda status: status.restarts == 1)
     assert fleet.admission.active == 0
     assert fleet.press("kitchen", Button.PLAY)
+
+
+def test_a_device_taken_over_elsewhere_ends_its_streams_aborted_and_saves_nothing(fleet: ActorFleet) -> None:
+    link = fleet.connect("kitchen")
+    fleet.press("kitchen", Button.MODE)
+    fleet.commits.commit()
+    assert fleet.store.load("kitchen") == DeviceState(mode=1)
+    fleet.store.save("kitchen", DeviceState(mode=3))  # what the new owner saved
+    fleet.supervisor.tell(Evict("kitchen"))
+    link.closed.wait_for(lambda closed: bool(closed))
+    assert link.closed.items[0][0] is CloseCause.MOVED
+    assert "served by another server" in link.closed.items[0][1]
+    fleet.wait_for_status(lambda status: status.connected == 0 and status.retiring == 0)
+    fleet.commits.commit()
+    assert fleet.store.load("kitchen") == DeviceState(mode=3), "its stale state was not saved over it"

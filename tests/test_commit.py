@@ -127,3 +127,17 @@ def test_the_wal_is_checkpointed_off_the_saving_thread(tmp_path: Path) -> None:
     store.close()  # the checkpointer's last checkpoint truncates the WAL
     wal = path.with_name(path.name + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_claim_anew_forgets_the_devices_unsent_saves_and_nacks_them(store: CountingStore) -> None:
+    scheduled = Scheduled()
+    commits = GroupCommit(store, scheduled)
+    heard: list[bool] = []
+    commits.save("kitchen", DeviceState(mode=2), heard.append)
+    commits.save("hall", DeviceState(mode=1))
+    commits.forget("kitchen")
+    assert heard == [False]
+    assert commits.load("kitchen") is None, "the store's state, not the stale save"
+    scheduled.run()
+    assert store.load("hall") == DeviceState(mode=1)
+    assert store.load("kitchen") is None

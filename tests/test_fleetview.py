@@ -131,3 +131,49 @@ def test_a_burst_of_changes_is_published_as_one_event_per_device() -> None:
     fleet.device_changed("a", DeviceState(mode=1), None)
     fleet.device_changed("a", DeviceState(mode=2), None)
     assert [event.data["mode"] for event in reader.pending.values()] == [2]
+
+
+def snapshot(device_id: str, replica: str, connected: bool = True, mode: int = 0) -> dict[str, object]:
+    return {
+        "device_id": device_id,
+        "connected": connected,
+        "mode": mode,
+        "replica": replica if connected else None,
+    }
+
+
+def test_a_device_another_replica_holds_is_listed_as_its_snapshot_says() -> None:
+    fleet, _, _ = view()
+    fleet.replica = "one"
+    fleet.apply_remote("two", snapshot("kitchen", "two", mode=3))
+    device = fleet.device("kitchen")
+    assert device is not None
+    assert (device["connected"], device["mode"], device["replica"]) == (True, 3, "two")
+    assert fleet.held_elsewhere("kitchen") == "two"
+
+
+def test_a_replica_speaks_only_for_the_devices_it_holds() -> None:
+    fleet, _, _ = view()
+    fleet.replica = "one"
+    fleet.apply_remote("two", snapshot("kitchen", "two"))
+    fleet.apply_remote("three", snapshot("kitchen", "two", mode=4))  # relayed by another: ignored
+    fleet.apply_remote("three", snapshot("kitchen", "three", connected=False))  # not its to end
+    device = fleet.device("kitchen")
+    assert device is not None
+    assert (device["connected"], device["mode"], device["replica"]) == (True, 0, "two")
+
+
+def test_an_operators_change_to_a_device_held_elsewhere_is_not_published_as_this_replicas() -> None:
+    fleet, _, _ = view()
+    fleet.replica = "one"
+    published: list[list[dict[str, object]]] = []
+    fleet.on_local_flush = published.append
+    fleet.apply_remote("two", snapshot("kitchen", "two"))
+    fleet.tags_set("kitchen", ("lobby",))
+    fleet.desired_mode("kitchen", 2)
+    fleet.server_leaving()
+    fleet.flush()
+    assert published == [], "the holder's snapshots speak for it"
+    fleet.device_online("hall", "ipv4:127.0.0.1:1", DeviceState(mode=1))
+    fleet.flush()
+    assert [[s["device_id"] for s in flush] for flush in published] == [["hall"]]

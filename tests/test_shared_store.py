@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from actors.commit import GroupCommit
 from actors.state import DeviceState
 from actors.store import SaveOutcome, StoreUnavailable
-from cluster.shared_store import SharedStore, device_key
+from cluster.shared_store import CHANGES, SharedStore, device_key
 from tests.live import run
 from tests.redis_server import RedisServer, redis_server
 
@@ -174,3 +174,19 @@ def test_saves_made_during_an_outage_are_not_acked_and_reach_the_store_once_it_i
             assert await raw.hget(device_key("kitchen"), "mode") == b"3"
         finally:
             await raw.aclose()
+
+
+def test_a_malformed_message_on_the_change_feed_is_skipped_and_the_feed_goes_on(redis: RedisServer) -> None:
+    @with_replicas(redis, "a", "b")
+    async def _(a: SharedStore, b: SharedStore) -> None:
+        lost: list[str] = []
+        a.on_lost = lost.append
+        await a.claim("kitchen")
+        raw = aioredis.Redis.from_url(redis.url)
+        try:
+            for garbage in ("no sender line", "c\n{not json", 'c\n{"claim": "kitchen"}'):
+                await raw.publish(CHANGES, garbage)
+        finally:
+            await raw.aclose()
+        await b.claim("kitchen")
+        await eventually(lambda: lost == ["kitchen"], timeout=1.0)
