@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from admin.fleetview import FleetView
+from cluster.redis_io import follow, text
 from cluster.shared_store import PREFIX, REPLICAS, replica_key, split_message
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 FLEET = PREFIX + "fleet"
 """The channel replicas publish their devices' snapshots on: the sender, a newline, a JSON list."""
 LIVENESS_INTERVAL = 1.0
-RETRY_DELAY = 0.5
 
 
 def live_key(replica: str) -> str:
@@ -48,7 +48,6 @@ class FleetShare:
         self._fleet = fleet
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
-        self._alive: set[str] = set()
         self._closed = False
 
     async def start(self) -> None:
@@ -114,31 +113,22 @@ class FleetShare:
             logger.debug("fleet snapshots not shared (the feed repairs it): %s", error)
 
     async def _follow(self) -> None:
-        """The others' snapshots; after a (re)subscribe, read every replica's hash first."""
-        while not self._closed:
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(FLEET)
-                await self._read_all()
-                while not self._closed:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is None:
-                        continue
-                    try:
-                        replica, body = split_message(message["data"])
-                        if replica == self._replica:
-                            continue
-                        self._alive.add(replica)
-                        for snapshot in json.loads(body):
-                            self._fleet.apply_remote(replica, snapshot)
-                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
-                        logger.warning("ignoring a malformed fleet snapshot: %s", error)
-            except (RedisError, OSError) as error:
-                logger.debug("fleet feed interrupted: %s", error)
-                await asyncio.sleep(RETRY_DELAY)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        """The others' snapshots; after each (re)subscribe, read every replica's hash first."""
+
+        async def handle(_: str, data: bytes | str) -> None:
+            replica, body = split_message(data)
+            if replica != self._replica:
+                for snapshot in json.loads(body):
+                    self._fleet.apply_remote(replica, snapshot)
+
+        await follow(
+            self._client,
+            (FLEET,),
+            handle,
+            subscribed=lambda _: self._read_all(),
+            closed=lambda: self._closed,
+            lost=lambda error: logger.debug("fleet feed interrupted: %s", error),
+        )
 
     async def _read_all(self) -> None:
         own = self._fleet.local_snapshots()
@@ -148,7 +138,6 @@ class FleetShare:
             if replica == self._replica:
                 continue
             held = await self._client.hgetall(live_key(replica))
-            self._alive.add(replica)
             for value in held.values():
                 try:
                     self._fleet.apply_remote(replica, json.loads(value))
@@ -156,8 +145,7 @@ class FleetShare:
                     logger.warning("ignoring a malformed snapshot of replica %s: %s", replica, error)
 
     async def _replicas(self) -> list[str]:
-        members = await self._client.smembers(REPLICAS)
-        return sorted(member.decode() if isinstance(member, bytes) else str(member) for member in members)
+        return sorted(text(member) for member in await self._client.smembers(REPLICAS))
 
     async def _watch_replicas(self) -> None:
         """A replica whose heartbeat key is gone: its devices are offline, its records removed."""
@@ -178,7 +166,6 @@ class FleetShare:
                     if beat is None:
                         logger.warning("replica %s stopped beating: its devices are offline here", replica)
                         self._fleet.replica_gone(replica)
-                        self._alive.discard(replica)
                         async with self._client.pipeline(transaction=False) as pipe:
                             pipe.srem(REPLICAS, replica)
                             pipe.delete(live_key(replica))

@@ -32,12 +32,12 @@ from redis.exceptions import RedisError
 from actors.messages import CommandOutcome, CommandResult
 from actors.state import Command, DeviceState, Fault, Playback, PlaySound, SetMode, StopSound
 from admin.fleetview import FleetView
+from cluster.redis_io import follow
 from cluster.shared_store import PREFIX
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
-RETRY_DELAY = 0.5
 
 
 def requests_channel(replica: str) -> str:
@@ -181,36 +181,31 @@ class CommandRelay:
             del self._waiting[number]
 
     async def _listen(self) -> None:
-        while not self._closed:
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(requests_channel(self._replica), replies_channel(self._replica))
-                self._subscribed.set()
-                while not self._closed:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is None:
-                        continue
-                    try:
-                        body = json.loads(message["data"])
-                        channel = message["channel"]
-                        channel = channel.decode() if isinstance(channel, bytes) else channel
-                        if channel == replies_channel(self._replica):
-                            self._answered(body)
-                        else:
-                            missing = {"id", "from", "device_id", "command"} - set(body)
-                            if missing:
-                                raise KeyError(f"no {', '.join(sorted(missing))}")
-                            task = asyncio.create_task(self._serve(body))
-                            self._tasks.add(task)
-                            task.add_done_callback(self._tasks.discard)
-                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the relay
-                        logger.warning("ignoring a malformed command message: %s", error)
-            except (RedisError, OSError) as error:
-                logger.warning("command relay interrupted: %s", error)
-                await asyncio.sleep(RETRY_DELAY)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        replies = replies_channel(self._replica)
+
+        async def subscribed(_: bool) -> None:
+            self._subscribed.set()
+
+        async def handle(channel: str, data: bytes | str) -> None:
+            body = json.loads(data)
+            if channel == replies:
+                self._answered(body)
+                return
+            missing = {"id", "from", "device_id", "command"} - set(body)
+            if missing:
+                raise KeyError(f"no {', '.join(sorted(missing))}")
+            task = asyncio.create_task(self._serve(body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        await follow(
+            self._client,
+            (requests_channel(self._replica), replies),
+            handle,
+            subscribed=subscribed,
+            closed=lambda: self._closed,
+            lost=lambda error: logger.warning("command relay interrupted: %s", error),
+        )
 
     def _answered(self, body: dict[str, Any]) -> None:
         future = self._waiting.get(str(body["id"]))

@@ -15,9 +15,9 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from admin.audit import AuditEntry
+from cluster.redis_io import write_in_order
 from cluster.shared_store import PREFIX
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 AUDIT = PREFIX + "audit"
 AUDIT_NEXT = PREFIX + "audit:next"
 CAPACITY = 100_000
-RETRY_DELAY = 0.5
 
 _RECORD = """
 local id = redis.call('INCR', KEYS[2])
@@ -68,29 +67,25 @@ class SharedAuditLog:
             await asyncio.wait([self._writer], timeout=2.0)
 
     async def _write_in_order(self) -> None:
-        while True:
-            entry = await self._writes.get()
-            body = json.dumps(
-                {
-                    "at": entry.at,
-                    "who": entry.who,
-                    "role": entry.role,
-                    "action": entry.action,
-                    "target": entry.target,
-                    "devices": list(entry.devices),
-                    "result": entry.result,
-                }
-            )
-            try:
-                while True:
-                    try:
-                        await self._script(keys=[AUDIT, AUDIT_NEXT], args=[body, self._capacity])
-                        break
-                    except (RedisError, OSError) as error:
-                        logger.warning("audit entry not written yet: %s", error)
-                        await asyncio.sleep(RETRY_DELAY)
-            finally:
-                self._writes.task_done()
+        await write_in_order(
+            self._writes,
+            self._write,
+            failed=lambda _, error: logger.warning("audit entry not written yet: %s", error),
+        )
+
+    async def _write(self, entry: AuditEntry) -> None:
+        body = json.dumps(
+            {
+                "at": entry.at,
+                "who": entry.who,
+                "role": entry.role,
+                "action": entry.action,
+                "target": entry.target,
+                "devices": list(entry.devices),
+                "result": entry.result,
+            }
+        )
+        await self._script(keys=[AUDIT, AUDIT_NEXT], args=[body, self._capacity])
 
 
 def _entry(row: str) -> AuditEntry:

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 
 from actors.state import DeviceState
 from actors.store import DeviceRecord, SaveOutcome, StoreUnavailable
+from cluster.redis_io import follow, text, write_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ REPLICA_TTL_MS = 3000
 """A replica whose heartbeat key is this old is gone."""
 OP_TIMEOUT = 2.0
 """Seconds a Redis command may take before it counts as failed."""
-RETRY_DELAY = 0.5
 
 
 def device_key(device_id: str) -> str:
@@ -366,19 +366,12 @@ class SharedStore:
 
     async def _write_in_order(self) -> None:
         """Operator writes, one after another, each retried until Redis takes it."""
-        while True:
-            write = await self._writes.get()
-            try:
-                while True:
-                    try:
-                        await write()
-                        self._came_back()
-                        break
-                    except (RedisError, OSError) as error:
-                        self._went_down(error)
-                        await asyncio.sleep(RETRY_DELAY)
-            finally:
-                self._writes.task_done()
+        await write_in_order(
+            self._writes,
+            lambda write: write(),
+            failed=lambda _, error: self._went_down(error),
+            written=self._came_back,
+        )
 
     async def _beat(self) -> None:
         """This replica's heartbeat key, and the outage detector while nothing else talks to Redis."""
@@ -398,31 +391,25 @@ class SharedStore:
     async def _follow_changes(self) -> None:
         """Apply what the other replicas publish; after a gap in the feed, reload the mirror."""
         assert self._client is not None
-        first = True
-        while not self._closed:  # redis-py can swallow a cancel that lands during subscribe
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(CHANGES)
-                if not first:
-                    await self._load_mirror()
-                    await self._check_ownership()
-                first = False
-                while not self._closed:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is None:
-                        continue
-                    try:
-                        sender, change = split_message(message["data"])
-                        if sender != self.replica:
-                            self._apply_change(json.loads(change))
-                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
-                        logger.warning("ignoring a malformed change from the store: %s", error)
-            except (RedisError, OSError) as error:
-                self._went_down(error)
-                await asyncio.sleep(RETRY_DELAY)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        async def subscribed(first: bool) -> None:
+            if not first:
+                await self._load_mirror()
+                await self._check_ownership()
+
+        async def handle(_: str, data: bytes | str) -> None:
+            sender, change = split_message(data)
+            if sender != self.replica:
+                self._apply_change(json.loads(change))
+
+        await follow(
+            self._client,
+            (CHANGES,),
+            handle,
+            subscribed=subscribed,
+            closed=lambda: self._closed,
+            lost=self._went_down,
+        )
 
     def _apply_change(self, change: dict[str, Any]) -> None:
         if "claim" in change:
@@ -532,8 +519,7 @@ class SharedStore:
 
 def split_message(data: bytes | str) -> tuple[str, str]:
     """A feed message's sender and body (see ``CHANGES``)."""
-    text = data.decode() if isinstance(data, bytes) else data
-    sender, _, body = text.partition("\n")
+    sender, _, body = text(data).partition("\n")
     return sender, body
 
 

@@ -21,8 +21,8 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from cluster.redis_io import follow, text, write_in_order
 from cluster.shared_store import PREFIX
 from media.catalog import (
     AssignmentError,
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 SOUNDS = PREFIX + "sounds"
 ASSIGNMENTS = PREFIX + "assignments"
 SOUND_CHANGES = PREFIX + "sound-changes"
-RETRY_DELAY = 0.5
 
 
 class SoundShare:
@@ -83,20 +82,13 @@ class SoundShare:
         self._loop.call_soon_threadsafe(self._writes.put_nowait, change)
 
     async def _write_in_order(self) -> None:
-        while True:
-            change = await self._writes.get()
-            try:
-                while True:
-                    try:
-                        await self._write(change)
-                        break
-                    except (RedisError, OSError) as error:
-                        logger.warning(
-                            "sound change %s %s not shared yet: %s", change.kind, change.name, error
-                        )
-                        await asyncio.sleep(RETRY_DELAY)
-            finally:
-                self._writes.task_done()
+        await write_in_order(
+            self._writes,
+            self._write,
+            failed=lambda change, error: logger.warning(
+                "sound change %s %s not shared yet: %s", change.kind, change.name, error
+            ),
+        )
 
     async def _write(self, change: SoundChange) -> None:
         announcement = json.dumps(
@@ -113,27 +105,22 @@ class SoundShare:
             await pipe.execute()
 
     async def _follow(self) -> None:
-        while not self._closed:
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(SOUND_CHANGES)
-                if self._subscribed.is_set():
-                    await self._take_all()  # the feed had a gap
-                self._subscribed.set()
-                while not self._closed:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is None:
-                        continue
-                    try:
-                        await self._apply(json.loads(message["data"]))
-                    except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
-                        logger.warning("ignoring a malformed sound change: %s", error)
-            except (RedisError, OSError) as error:
-                logger.warning("sound feed interrupted: %s", error)
-                await asyncio.sleep(RETRY_DELAY)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        async def subscribed(first: bool) -> None:
+            if not first:
+                await self._take_all()  # the feed had a gap
+            self._subscribed.set()
+
+        async def handle(_: str, data: bytes | str) -> None:
+            await self._apply(json.loads(data))
+
+        await follow(
+            self._client,
+            (SOUND_CHANGES,),
+            handle,
+            subscribed=subscribed,
+            closed=lambda: self._closed,
+            lost=lambda error: logger.warning("sound feed interrupted: %s", error),
+        )
 
     async def _apply(self, change: dict[str, Any]) -> None:
         if change.get("r") == self._replica:
@@ -162,13 +149,13 @@ class SoundShare:
         sounds = await self._client.hgetall(SOUNDS)
         have = {entry.name for entry in self._catalog.entries()}
         for raw_name, data in sorted(sounds.items()):
-            name = _text(raw_name)
+            name = text(raw_name)
             if name not in have and isinstance(data, bytes):
                 await self._install(name, data)
         assignments = await self._client.hgetall(ASSIGNMENTS)
         current = self._catalog.assignments()
         for raw_mode, raw_name in sorted(assignments.items()):
-            mode, name = int(_text(raw_mode)), _text(raw_name)
+            mode, name = int(text(raw_mode)), text(raw_name)
             if current.get(mode) != name:
                 try:
                     self._catalog.assign(mode, name, announce=False)
@@ -176,7 +163,3 @@ class SoundShare:
                     logger.warning(
                         "shared assignment of mode %d to %s not applied here: %s", mode, name, error
                     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -103,3 +103,10 @@ async def wait_for_fleet(
 def shows(frame: LedFrame) -> Callable[[Leds], bool]:
     """The device shows ``frame`` on led_1..led_5 (colours only, as the device displays them)."""
     return lambda leds: [rgba >> 8 for rgba in leds[1:]] == [rgba >> 8 for rgba in frame]
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Until ``condition()`` holds, looking every 10 ms; TimeoutError after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)

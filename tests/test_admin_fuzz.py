@@ -15,14 +15,12 @@ import collections
 import io
 import logging
 import math
-import threading
 import time
 import traceback
 import wave
-from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -48,9 +46,9 @@ from actors.leds import mode_leds
 from media.library import SoundLibrary
 from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
+from tests.background import BackgroundLoop
 from tests.live import serving, target
 
-_T = TypeVar("_T")
 Operation = APIOperation[Any, Any, Any, Any]
 FuzzCase = Case[Operation]
 
@@ -91,23 +89,6 @@ CONFIG = schemathesis.Config.from_dict(
     # stray schemathesis.toml from changing the run.
     {"checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503", "507"]}}}
 )
-
-
-class BackgroundLoop:
-    """An asyncio loop in a thread of its own: the server and the devices live there."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="fuzzed-server", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 class ServerLog(logging.Handler):

@@ -8,12 +8,9 @@ replica kill comes last: it changes the cluster for anything after it.
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,32 +24,16 @@ from actors.leds import STATUS_IDLE, mode_leds
 from cluster.shared_store import device_key
 from simulator import Button, SimulatedDevice
 from simulator.reconnect import Backoff, Reconnector
-from tests.live import shows
+from tests.background import BackgroundLoop
+from tests.live import eventually, shows
 from tests.proxy import free_port, haproxy
 from tests.redis_server import RedisServer, redis_server
+from tests.scrape import scrape, total
 from tests.server_process import ServerProcess
 
 T = TypeVar("T")
 DEVICES = 300
 MODES = 5
-
-
-class FleetLoop:
-    """An event loop on a thread of its own, where the simulated devices live."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="fleet", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return future.result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 @dataclass
@@ -77,8 +58,7 @@ class Replica:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def metric(self, name: str) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+        return total(scrape(self.metrics_port), name)
 
 
 @dataclass
@@ -86,7 +66,7 @@ class Cluster:
     redis: RedisServer
     replicas: list[Replica]
     front_door: str
-    fleet: FleetLoop
+    fleet: BackgroundLoop
     devices: dict[str, SimulatedDevice] = field(default_factory=dict)
     reconnectors: dict[str, Reconnector] = field(default_factory=dict)
 
@@ -110,7 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             Replica(f"replica{n}", free_port(), free_port(), free_port(), logs / f"replica{n}.log")
             for n in (1, 2, 3)
         ]
-        fleet = FleetLoop()
+        fleet = BackgroundLoop("fleet")
         try:
             for replica in replicas:
                 replica.start(redis.url)
@@ -134,17 +114,11 @@ async def _connect_all(cluster: Cluster) -> None:
         reconnector = Reconnector(device, backoff)
         cluster.reconnectors[device.device_id] = reconnector
         reconnector.start()
-    await until(lambda: all(device.established for device in cluster.devices.values()), 60)
+    await eventually(lambda: all(device.established for device in cluster.devices.values()), 60)
 
 
 async def _disconnect_all(cluster: Cluster) -> None:
     await asyncio.gather(*(reconnector.stop() for reconnector in cluster.reconnectors.values()))
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -296,7 +270,7 @@ def test_a_killed_replicas_devices_are_back_on_the_others_in_their_mode_within_1
         )
 
     async def wait_back() -> float:
-        await until(back, 10)
+        await eventually(back, 10)
         return time.monotonic() - killed_at
 
     took = cluster.fleet.run(wait_back(), timeout=30)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from rpc.healthcheck import main as healthcheck
 from rpc.registration import SERVICE_NAME
 from simulator import Button, SimulatedDevice
 from tests.live import run, serving, target, wait_for_fleet
+from tests.scrape import sample, scrape
 from tests.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,20 +31,6 @@ async def health_of(address: str, service: str = "") -> int:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # the published stubs omit the RPC methods
         response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
         return int(response.status)
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """One sample's value from the Prometheus text format."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = rf"^{re.escape(name)}{re.escape('{' + wanted + '}') if wanted else ''} (\S+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"no sample {name}{{{wanted}}}"
-    return float(match.group(1))
 
 
 def test_health_is_serving_for_the_server_and_the_device_service(library: SoundLibrary) -> None:

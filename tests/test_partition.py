@@ -4,7 +4,6 @@ other replica, and once the network heals it cannot overwrite what the other one
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +15,11 @@ from actors.leds import STATUS_IDLE, mode_leds
 from cluster.shared_store import device_key
 from simulator import Button, SimulatedDevice
 from simulator.reconnect import Backoff, Reconnector
-from tests.live import run, shows
+from tests.live import eventually, run, shows
 from tests.proxy import free_port, haproxy
 from tests.redis_server import redis_server
 from tests.relay import Relay, relay
+from tests.scrape import scrape, total
 from tests.server_process import ServerProcess
 
 
@@ -29,11 +29,6 @@ def replica(log: Path, name: str, port: int, admin: int, metrics: int, store: st
         *("--port", str(port), "--admin-port", str(admin), "--metrics-port", str(metrics)),
         *("--store", store, "--replica-id", name, "--grace", "1"),
     )
-
-
-def gauge(metrics_port: int, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-    return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
 def test_a_cut_off_replicas_devices_move_and_it_writes_no_stale_state_when_it_returns(tmp_path: Path) -> None:
@@ -64,7 +59,7 @@ async def scenario(
     for reconnector in reconnectors:
         reconnector.start()
     try:
-        await until(lambda: all(device.established for device in devices), 20)
+        await eventually(lambda: all(device.established for device in devices), 20)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_b}", timeout=5) as api:
 
             async def holder(device_id: str) -> str | None:
@@ -81,10 +76,10 @@ async def scenario(
             to_redis.cut()
             to_a.cut()
             # The proxy's checks of a fail, it cuts a's sessions, the devices reconnect onto b.
-            await until(
+            await eventually(
                 lambda: all(device.connections > connections[device.device_id] for device in on_a), 20
             )
-            await until(lambda: all(device.established for device in on_a), 20)
+            await eventually(lambda: all(device.established for device in on_a), 20)
             for device in on_a:
                 await device.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
                 assert await device.press(Button.MODE)  # mode 2, saved by b
@@ -106,13 +101,7 @@ async def scenario(
 
 
 def _gauge_is(metrics_port: int, name: str, value: float) -> bool:
-    return gauge(metrics_port, name) == value
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
+    return total(scrape(metrics_port), name) == value
 
 
 async def until_async(condition: Callable[[], bool], timeout: float) -> None:

@@ -13,7 +13,7 @@ from actors.commit import GroupCommit
 from actors.state import DeviceState
 from actors.store import SaveOutcome, StoreUnavailable
 from cluster.shared_store import CHANGES, SharedStore, device_key
-from tests.live import run
+from tests.live import eventually, run
 from tests.redis_server import RedisServer, redis_server
 
 
@@ -46,12 +46,6 @@ async def submitted(store: SharedStore, *states: tuple[str, DeviceState]) -> Sav
     future: asyncio.Future[SaveOutcome] = asyncio.get_running_loop().create_future()
     store.submit(list(states), future.set_result)
     return await future
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def test_the_state_one_replica_saved_is_what_the_next_owner_resumes(redis: RedisServer) -> None:

@@ -1,0 +1,93 @@
+"""The two ways the cluster's parts talk to Redis in the background: following channels, and
+writing queued changes in order, each retried until Redis takes it.
+
+Both outlive a Redis outage: a feed subscribes again (and says so, so its owner can repair
+what it missed), a write waits and is tried again. Neither stops for one bad message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAY = 0.5
+"""Seconds before a lost subscription or a failed write is tried again."""
+
+T = TypeVar("T")
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def follow(
+    client: aioredis.Redis,
+    channels: tuple[str, ...],
+    handle: Callable[[str, bytes | str], Awaitable[None]],
+    *,
+    subscribed: Callable[[bool], Awaitable[None]],
+    closed: Callable[[], bool],
+    lost: Callable[[BaseException], None],
+) -> None:
+    """Hand every message on ``channels`` to ``handle`` (its channel, its data) until ``closed``.
+
+    ``subscribed(first)`` runs after each subscription, before any message: the first, or one
+    after a gap, in which messages were lost. A message ``handle`` cannot make sense of
+    (ValueError, KeyError, TypeError) is logged and skipped; a lost connection goes to ``lost``
+    and the subscription is made again after RETRY_DELAY. ``closed`` is checked at least once a
+    second: redis-py can swallow a cancel that lands during a subscribe.
+    """
+    first = True
+    while not closed():
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+            await subscribed(first)
+            first = False
+            while not closed():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                channel = text(message["channel"])
+                try:
+                    await handle(channel, message["data"])
+                except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
+                    logger.warning("ignoring a malformed message on %s: %s", channel, error)
+        except (RedisError, OSError) as error:
+            lost(error)
+            await asyncio.sleep(RETRY_DELAY)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def write_in_order(
+    queue: asyncio.Queue[T],
+    write: Callable[[T], Awaitable[None]],
+    *,
+    failed: Callable[[T, BaseException], None],
+    written: Callable[[], None] = lambda: None,
+) -> None:
+    """Write each queued item, one after another, each retried until Redis takes it (``failed``
+    hears of every failed try); ``queue.join()`` waits until all are written."""
+    while True:
+        item = await queue.get()
+        try:
+            while True:
+                try:
+                    await write(item)
+                    written()
+                    break
+                except (RedisError, OSError) as error:
+                    failed(item, error)
+                    await asyncio.sleep(RETRY_DELAY)
+        finally:
+            queue.task_done()
