@@ -114,11 +114,12 @@ class GroupCommit:
         if self._scheduled:
             return
         self._scheduled = True
-        wait = self._last_batch_at + self._min_interval - self._clock()
-        if self._deferred is not None and wait > 0 and self._schedule_later is not None:
-            self._schedule_later(wait, self.commit)
-        else:
-            self._schedule(self.commit)
+        if self._deferred is not None and self._schedule_later is not None:
+            wait = self._last_batch_at + self._min_interval - self._clock()
+            if wait > 0:
+                self._schedule_later(wait, self.commit)
+                return
+        self._schedule(self.commit)
 
     def commit(self) -> None:
         """Write the batch in one transaction, then tell every waiting save how it went."""
