@@ -52,6 +52,7 @@ class ServerConfig:
     max_devices: int = 100_000
     max_streams: int = 0
     learn_capacity: bool = True
+    elastic_packets: bool = True
     stream_cpu_percent: int = 90
     lateness_limit_ms: int = 30
     connect_queue_ms: int = 500
@@ -208,13 +209,20 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "learn_capacity",
         "ACP_LEARN_CAPACITY",
         _flag,
-        "estimate how many streams stay on time from the CPU and the pacing, and refuse beyond (true/false)",
+        "measure how many streams stay on time from the loop's load and the pacing: grow packets,"
+        " refuse and shed beyond it (true/false)",
+    ),
+    (
+        "elastic_packets",
+        "ACP_ELASTIC_PACKETS",
+        _flag,
+        "under load, join frames into packets of up to 120 ms (true/false; false keeps --frame-ms)",
     ),
     (
         "stream_cpu_percent",
         "ACP_STREAM_CPU_PERCENT",
         int,
-        "share of a core admission lets the process use before it refuses new streams",
+        "share of the event loop's time the streams may take, at the largest packets, before new ones are refused",
     ),
     (
         "lateness_limit_ms",

@@ -129,8 +129,11 @@ class DeviceActor(PooledActor):
                     self._apply(transitions.on_busy_shown(self.state))
             case PlaybackEnded(playback_id=playback_id, end=end):
                 current = self.state.playing is not None and self.state.playing.id == playback_id
-                if current and end is PlaybackEnd.COMPLETED:
-                    self._observer.playback_ended(PlaybackEnd.COMPLETED)
+                if current and end in (PlaybackEnd.COMPLETED, PlaybackEnd.SHED):
+                    self._observer.playback_ended(end)
+                if current and end is PlaybackEnd.SHED:
+                    self._log.info("playback shed to keep the other streams on time")
+                    self._show_busy_for_a_while()
                 self._apply(transitions.on_playback_ended(self.state, playback_id, end))
             case StreamOpened(kind=StreamKind.AUDIO, replaced=replaced):
                 if replaced:  # a reconnected device did not hear the start of what was playing
@@ -175,9 +178,13 @@ class DeviceActor(PooledActor):
         ticket = self._admission.admit(replacing=self.state.playing is not None)
         if ticket is not None:
             return transition, ticket
+        self._show_busy_for_a_while()
+        return transitions.on_play_refused(self.state), None
+
+    def _show_busy_for_a_while(self) -> None:
+        """Busy stays lit until BUSY_SHOWN_SECONDS after the last refusal (or shedding)."""
         self._refusals += 1
         self.runtime.call_later(BUSY_SHOWN_SECONDS, tell_if_alive, self.actor_ref, BusyShown(self._refusals))
-        return transitions.on_play_refused(self.state), None
 
     def _command(self, command: Command, reply: Callable[[CommandResult], None]) -> None:
         """An operator's command: decided as a press is, answered once what it changed is saved."""

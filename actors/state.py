@@ -176,10 +176,11 @@ def _on_command(state: DeviceState, command: Command, modes: int) -> Transition:
 
 
 def on_playback_ended(state: DeviceState, playback_id: int, end: PlaybackEnd) -> Transition:
-    """The transport finished (or dropped) a playback; only the current one matters."""
+    """The transport finished (or dropped) a playback; only the current one matters. One shed to
+    keep the other streams on time shows busy for a moment, as a refused Play does."""
     if state.playing is None or state.playing.id != playback_id:
         return Transition(state)
-    return Transition(replace(state, playing=None))
+    return Transition(replace(state, playing=None, busy=state.busy or end is PlaybackEnd.SHED))
 
 
 def on_audio_lost(state: DeviceState) -> Transition:

@@ -1,26 +1,27 @@
-"""Admission control for audio: refuse the newest stream rather than make every stream late.
+"""Admission control and elastic packing for audio, from what the transport measures itself.
 
-A saturated real-time server serves everyone late (a 400-device overload left every stream
-seconds behind and no Stop got its end packet in time), so the decision must be taken before
-the work is accepted, and before the pacing shows the overload: by then the streams already
-admitted are too many, and they play for as long as their sounds last. The capacity is the
-smallest of:
+A saturated real-time server serves everyone late, so a new stream is admitted only while the
+server can carry it; but a server that refuses load its core carries (or a burst from idle) is
+no better. The decision therefore rests on a measured model, not on guesses:
 
-- a configured budget (``max_streams``; 0: none), what the operator measured;
-- an estimate from the process's own CPU: streams cost CPU in proportion, so with ``active``
-  streams using ``share`` of a core the core carries about ``active * cpu_target / share``
-  (``observe_cpu``, a few times a second; taken once at least ``min_sample`` stream);
-- a limit learned from the transport's pacing, the safety net: when ``late_ticks`` ticks in a
-  row pushed their most overdue packet later than ``lateness_limit`` (one late tick is a
-  pause, such as a collection; an overload makes every tick late), it drops to 90 % of what
-  streams, never below ``min_learned`` (once per ``cooldown``); while pacing stays well on
-  time at that limit, it grows by 2 % every ``probe_interval``.
+- ``observe_load`` hears, a few times a second, how busy the event loop was (its utilisation:
+  the share of the interval not spent waiting in the selector, or the process's CPU per core
+  it may use, whichever is larger) and how many packets the transport pushed meanwhile. With
+  packets flowing, ``busy = base + cost * packets_per_second`` gives the cost of one packet (a
+  gRPC message: that, not bytes, is what the server pays for); with none, the base load.
+- **Packing**: the fewest frames per packet that keep the projected load at ``pack_target``
+  (one frame on an idle server, up to 120 ms of them under load: ``frames_per_packet``).
+- **Capacity**: the streams that fit under ``busy_target`` if every stream carried the largest
+  packets (``capacity``). A burst is admitted while that headroom carries it; before any packet
+  has been measured, the cost is ``prior_packet_cost``.
+- **Shedding**: if admitted streams fall behind anyway (``late_ticks`` late ticks in a row: a
+  misjudged burst, a noisy neighbour), packing goes to the largest packets at once; if they are
+  still late after ``shed_grace``, ``observe_lateness`` asks the transport to end the newest
+  ``shed_share`` of the streams, and the capacity is held at what was left until pacing has
+  been on time for a while (it then grows back by 2 % every ``probe_interval``).
 
-Before any estimate exists, a burst may grow the load by a quarter (at least ``ramp_floor``)
-per ``ramp_window``, so the first CPU reading comes before the load can overshoot.
-
-A preempting Play replaces a stream and is always admitted. Pure logic with a clock passed
-in; thread-safe, since actors and the transport may call it from different threads.
+A configured ``max_streams`` caps all of it. A preempting Play replaces a stream and is always
+admitted. Pure logic with a clock passed in; thread-safe.
 """
 
 from __future__ import annotations
@@ -38,22 +39,35 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AdmissionPolicy:
     max_streams: int = 0
-    """Configured budget of concurrent streams; 0: only the estimated and learned capacity apply."""
-    cpu_target: float = 0.9
-    """Share of one core the streams may take (the rest: presses, connects, headroom)."""
-    min_sample: int = 8
-    """Streams needed before their CPU share says anything about the cost of one."""
+    """Configured budget of concurrent streams; 0: only the measured capacity applies."""
+    busy_target: float = 0.9
+    """Share of the loop's time the streams may bring it to at the largest packets."""
+    pack_target: float = 0.5
+    """Packets grow once smaller ones would take the loop past this share."""
+    frame_duration: float = 0.02
+    max_frames: int = 6
+    """Frames one packet may carry (120 ms of 20 ms frames)."""
+    prior_packet_cost: float = 100e-6
+    """Seconds of loop time one packet costs before any is measured (gRPC's write of one message
+    on this class of machine, measured by bench.suite); replaced by the measurement."""
+    min_packet_rate: float = 300.0
+    """Packets per second needed before the load says anything about the cost of one."""
+    smoothing: float = 0.3
+    """Weight of a new sample in the running estimates."""
     lateness_limit: float = 0.03
     """A tick whose most overdue packet is later than this means the transport is falling behind."""
     late_ticks: int = 3
     """Late ticks in a row that mean an overload rather than a pause."""
-    min_learned: int = 16
-    """The learned capacity never goes below this: fewer streams than that do not overload a core."""
-    cooldown: float = 1.0
+    shed_grace: float = 0.5
+    """Seconds at the largest packets, still late, before streams are shed."""
+    shed_share: float = 0.1
+    """Share of the streams ended at each shedding (at least one)."""
+    shed_cooldown: float = 0.5
+    pressure_hold: float = 2.0
+    """Seconds the largest packets are kept after the last late tick."""
     probe_interval: float = 2.0
-    ramp_window: float = 0.25
-    ramp_floor: int = 16
     learn: bool = True
+    """False: admit up to ``max_streams`` (or everyone), keep one frame per packet, never shed."""
 
 
 class Ticket:
@@ -83,34 +97,93 @@ class StreamAdmission:
         self._on_refused = on_refused
         self._lock = threading.Lock()
         self.active = 0
-        self.learned: int | None = None
-        self.estimated: int | None = None
-        self._last_cut = -math.inf
+        self.base = 0.0
+        """Share of the loop busy without streams (idle devices, presses, the operator surface)."""
+        self.packet_cost = self.policy.prior_packet_cost
+        self.measured = False
+        """Whether ``packet_cost`` comes from a measurement yet."""
+        self.busy = 0.0
+        """The loop's busy share in the last interval observed."""
+        self.ceiling: int | None = None
+        """Held after shedding: what was left streaming then."""
+        self._packing = 1
+        self._late_in_a_row = 0
+        self._late_since: float | None = None
+        self._pressure_until = -math.inf
+        self._at_max_since: float | None = None
+        self._last_shed = -math.inf
         self._last_probe = -math.inf
-        self._window_start = -math.inf
-        self._window_base = 0
         self._refusing = 0
         """Plays refused since admission last said yes (for one log line per burst)."""
-        self._late_in_a_row = 0
+
+    # -- the model ------------------------------------------------------------------------------
+
+    def _packets_per_second(self, streams: int, frames: int) -> float:
+        return streams / (frames * self.policy.frame_duration)
+
+    def _projected(self, streams: int, frames: int) -> float:
+        return self.base + self.packet_cost * self._packets_per_second(streams, frames)
+
+    @property
+    def measured_capacity(self) -> int:
+        """Streams that fit under the busy target at the largest packets, by the model."""
+        policy = self.policy
+        per_stream = self.packet_cost * self._packets_per_second(1, policy.max_frames)
+        return max(0, math.floor((policy.busy_target - self.base) / per_stream))
 
     @property
     def capacity(self) -> int | None:
-        """The most streams admitted at once now; None: no limit configured or learned."""
-        candidates = (self.policy.max_streams or None, self.estimated, self.learned)
-        limits = [limit for limit in candidates if limit is not None]
+        """The most streams admitted at once now; None: no limit."""
+        limits: list[int] = []
+        if self.policy.max_streams:
+            limits.append(self.policy.max_streams)
+        if self.policy.learn:
+            limits.append(self.measured_capacity)
+            if self.ceiling is not None:
+                limits.append(self.ceiling)
         return min(limits) if limits else None
+
+    def frames_per_packet(self) -> int:
+        """How many frames each stream's next packet should carry."""
+        return self._packing
+
+    def _repack(self, now: float) -> None:
+        policy = self.policy
+        if not policy.learn:
+            self._packing = 1
+            return
+        if now < self._pressure_until:
+            packing = policy.max_frames
+        else:
+            packing = next(
+                (
+                    frames
+                    for frames in range(1, policy.max_frames + 1)
+                    if self._projected(self.active, frames) <= policy.pack_target
+                ),
+                policy.max_frames,
+            )
+        if packing == policy.max_frames and self._packing != policy.max_frames:
+            self._at_max_since = now
+        elif packing != policy.max_frames:
+            self._at_max_since = None
+        self._packing = packing
+
+    # -- what admission hears -----------------------------------------------------------------
 
     def admit(self, replacing: bool = False) -> Ticket | None:
         """A ticket for one more stream, or None when the server is at capacity."""
         with self._lock:
-            if replacing or self._has_room(self._clock()):
+            capacity = self.capacity
+            if replacing or capacity is None or self.active < capacity:
                 self.active += 1
+                self._repack(self._clock())
                 if self._refusing:
                     logger.info(
                         "admitting streams again after refusing %d (%d streaming, capacity %s)",
                         self._refusing,
                         self.active - 1,
-                        self.capacity,
+                        capacity,
                     )
                     self._refusing = 0
                 return Ticket(self)
@@ -120,74 +193,95 @@ class StreamAdmission:
             logger.warning(
                 "at audio capacity: refusing new streams (%d streaming, capacity %s%s)",
                 self.active,
-                self.capacity if self.capacity is not None else "ramping",
+                capacity,
                 self._basis(),
             )
         if self._on_refused is not None:
             self._on_refused()
         return None
 
-    def observe_cpu(self, share: float) -> None:
-        """The process's CPU over the last interval, as a share of one core (0.5: half a core)."""
+    def observe_load(self, busy: float, packets_per_second: float) -> None:
+        """The loop's busy share over the last interval and the packets pushed per second in it."""
         if not self.policy.learn:
             return
+        weight = self.policy.smoothing
         with self._lock:
-            if self.active >= self.policy.min_sample and share > 0.01:
-                self.estimated = max(
-                    self.policy.min_sample, math.floor(self.active * self.policy.cpu_target / share)
-                )
+            self.busy = busy
+            if packets_per_second >= self.policy.min_packet_rate:
+                sample = max(0.0, busy - self.base) / packets_per_second
+                # Bounded: one interval can neither make packets free nor cost a millisecond.
+                sample = min(max(sample, 5e-6), 1e-3)
+                if self.measured:
+                    self.packet_cost += weight * (sample - self.packet_cost)
+                else:
+                    self.packet_cost, self.measured = sample, True
+            else:
+                idle = max(0.0, busy - self.packet_cost * packets_per_second)
+                self.base += weight * (min(idle, 0.9) - self.base)
+            self._repack(self._clock())
 
-    def observe_lateness(self, lateness: float) -> None:
-        """Per scheduler tick: how late the most overdue packet was pushed (seconds)."""
-        if not self.policy.learn:
-            return
+    def observe_lateness(self, lateness: float) -> int:
+        """Per scheduler tick: how late the most overdue packet was pushed (seconds).
+
+        Returns how many of the newest streams the transport should shed now (usually 0).
+        """
+        policy = self.policy
+        if not policy.learn:
+            return 0
         now = self._clock()
         with self._lock:
-            if lateness > self.policy.lateness_limit:
-                self._late_in_a_row += 1
-                if (
-                    self._late_in_a_row >= self.policy.late_ticks
-                    and now - self._last_cut >= self.policy.cooldown
-                    and self.active > 0
-                ):
-                    self.learned = max(self.policy.min_learned, math.floor(self.active * 0.9))
-                    self._last_cut = now
-                    self._last_probe = now
-                return
-            self._late_in_a_row = 0
-            if (
-                self.learned is not None
-                and self.active >= self.learned
-                and lateness < self.policy.lateness_limit / 2
-                and now - self._last_probe >= self.policy.probe_interval
-            ):
-                self.learned += max(1, self.learned // 50)
-                self._last_probe = now
+            if lateness <= policy.lateness_limit:
+                self._late_in_a_row = 0
+                self._probe(now, lateness)
+                return 0
+            self._late_in_a_row += 1
+            if self._late_in_a_row < policy.late_ticks or self.active == 0:
+                return 0
+            if now >= self._pressure_until:
+                self._pressure_until = now + policy.pressure_hold
+                self._repack(now)
+                self._at_max_since = now if self._at_max_since is None else self._at_max_since
+            else:
+                self._pressure_until = now + policy.pressure_hold
+            at_max_since = self._at_max_since if self._at_max_since is not None else now
+            if now - at_max_since < policy.shed_grace or now - self._last_shed < policy.shed_cooldown:
+                return 0
+            count = max(1, math.ceil(self.active * policy.shed_share))
+            self.ceiling = max(0, self.active - count)
+            self._last_shed = self._last_probe = now
+            streaming = self.active
+        logger.warning(
+            "audio falling behind at the largest packets (%.0f ms late): shedding the %d newest of %d streams",
+            lateness * 1000,
+            count,
+            streaming,
+        )
+        return count
 
-    def _has_room(self, now: float) -> bool:
-        capacity = self.capacity
-        if capacity is not None and self.active >= capacity:
-            return False
-        if self.estimated is not None or self.learned is not None or not self.policy.learn:
-            return True
-        if self.policy.max_streams:
-            return True  # a configured budget is what the operator knows the server carries
-        if now - self._window_start >= self.policy.ramp_window:
-            self._window_start, self._window_base = now, self.active
-        ramp = max(self.policy.ramp_floor, self._window_base // 4)
-        return self.active < self._window_base + ramp
+    def _probe(self, now: float, lateness: float) -> None:
+        """On time at the held ceiling: let it grow slowly, and drop it once the model allows more."""
+        if self.ceiling is None:
+            return
+        settled = self.active >= self.ceiling and lateness < self.policy.lateness_limit / 2
+        if settled and now - self._last_probe >= self.policy.probe_interval:
+            self.ceiling += max(1, self.ceiling // 50)
+            self._last_probe = now
+        if self.ceiling >= self.measured_capacity:
+            self.ceiling = None
 
     def _basis(self) -> str:
         """What the capacity comes from, for the log line."""
         capacity = self.capacity
         if capacity is None:
             return ""
-        if capacity == self.learned:
-            return ", learned from pacing"
-        if capacity == self.estimated:
-            return ", estimated from CPU"
-        return ", configured"
+        if self.policy.max_streams and capacity == self.policy.max_streams:
+            return ", configured"
+        if capacity == self.ceiling:
+            return ", held since shedding"
+        cost = f"{self.packet_cost * 1e6:.0f} us a packet"
+        return f", measured: {cost}, base load {self.base:.0%}" if self.measured else f", {cost} assumed"
 
     def _release(self) -> None:
         with self._lock:
             self.active -= 1
+            self._repack(self._clock())

@@ -10,6 +10,12 @@ reads it. A full buffer means the device is not reading (no audio stream yet, or
 device is busy playing a recording): the playback waits, then resumes in real time
 instead of bursting. All methods run on the event loop thread.
 
+Packets are elastic: a track is a sound's frames (``Track``), and each time a stream's next
+packet is due the transport asks ``packing`` how many frames a packet should carry now (one
+while the server is idle, up to 120 ms of them under load: ``media.packing``). Pacing, the
+channel's room and lateness are counted in frames, so a stream may change its packet size at
+any packet boundary. When admitted streams fall behind even so, ``shed`` ends the newest ones.
+
 Time comes from a ``Clock``: the running loop's by default, a virtual one in tests, so pacing
 can be checked tick by tick without real waiting.
 """
@@ -35,19 +41,47 @@ class FrameLike(Protocol):
 
 
 F = TypeVar("F", bound=FrameLike)
+F_co = TypeVar("F_co", bound=FrameLike, covariant=True)
 
 
 class PlaybackEnd(enum.Enum):
     """How a playback ended: the one vocabulary for it, from the transport up to the metrics.
 
-    The transport reports COMPLETED (the device took the whole sound) or STOPPED (cut short);
-    the device actor, which knows why it cut one short, says STOPPED, PREEMPTED or DISCONNECTED.
+    The transport reports COMPLETED (the device took the whole sound), STOPPED (cut short) or
+    SHED (ended to keep the other streams on time); the device actor, which knows why it cut one
+    short, says STOPPED, PREEMPTED or DISCONNECTED.
     """
 
     COMPLETED = "completed"
     STOPPED = "stopped"
     PREEMPTED = "preempted"
     DISCONNECTED = "disconnected"
+    SHED = "shed"
+
+
+class Track(Protocol[F_co]):
+    """A sound as the transport sends it: ``len`` frames, packed ``frames`` at a time on request."""
+
+    def __len__(self) -> int: ...
+
+    def packet(self, index: int, frames: int) -> tuple[F_co, int]:
+        """The packet starting at frame ``index``, of at most ``frames`` frames, and how many it holds."""
+        ...
+
+
+class FixedTrack(Generic[F]):
+    """Ready-made packets of one frame each: a track that never changes its packet size."""
+
+    __slots__ = ("_packets",)
+
+    def __init__(self, packets: Sequence[F]) -> None:
+        self._packets = tuple(packets)
+
+    def __len__(self) -> int:
+        return len(self._packets)
+
+    def packet(self, index: int, frames: int) -> tuple[F, int]:
+        return self._packets[index], 1
 
 
 EndCallback = Callable[[PlaybackEnd], None]
@@ -83,7 +117,7 @@ class _Playback(Generic[F]):
     def __init__(
         self,
         channel: AudioChannel[F],
-        track: Sequence[F],
+        track: Track[F],
         frame_duration: float,
         anchor: float,
         on_end: EndCallback,
@@ -96,7 +130,7 @@ class _Playback(Generic[F]):
         self._on_end: EndCallback | None = on_end
 
     def next_due(self, preroll: float) -> float:
-        """When the next packet must be pushed to stay ``preroll`` ahead of real time."""
+        """When the next packet must be pushed to stay ``preroll`` ahead of real time (``index`` counts frames)."""
         return self.anchor + self.index * self.frame_duration - preroll
 
     def end(self, outcome: PlaybackEnd) -> None:
@@ -106,34 +140,43 @@ class _Playback(Generic[F]):
 
 
 class AudioChannel(Generic[F]):
-    """The packets on their way to one device connection, read by at most one consumer."""
+    """The packets on their way to one device connection, read by at most one consumer.
+
+    ``capacity`` counts frames, not packets: the room is the same audio whatever the packet size.
+    """
+
+    __slots__ = ("_buffer", "_consumer", "_waiter", "buffered", "capacity", "closed")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         # Made on the first packet: an idle device's channel costs no deque block (~0.7 KB).
-        self._buffer: deque[tuple[F, _Playback[F] | None]] | None = None
+        self._buffer: deque[tuple[F, int, _Playback[F] | None]] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._consumer: AudioConsumer[F] | None = None
         self.closed = False
+        self.buffered = 0
+        """Frames in the packets not yet taken."""
 
     def __len__(self) -> int:
         return len(self._buffer) if self._buffer is not None else 0
 
     def has_room(self) -> bool:
-        return len(self) < self.capacity
+        return self.buffered < self.capacity
 
-    def push(self, frame: F, completes: _Playback[F] | None = None) -> None:
+    def push(self, frame: F, completes: _Playback[F] | None = None, frames: int = 1) -> None:
         if self._buffer is None:
             self._buffer = deque()
-        self._buffer.append((frame, completes))
+        self._buffer.append((frame, frames, completes))
+        self.buffered += frames
         self._wake()
 
     def clear(self) -> None:
         """Drop what the consumer has not taken; playbacks whose end was dropped are stopped."""
         while self._buffer:
-            _, completes = self._buffer.popleft()
+            _, _, completes = self._buffer.popleft()
             if completes is not None:
                 completes.end(PlaybackEnd.STOPPED)
+        self.buffered = 0
 
     def close(self) -> None:
         self.closed = True
@@ -149,7 +192,9 @@ class AudioChannel(Generic[F]):
     def _take(self, consumer: AudioConsumer[F]) -> tuple[F, _Playback[F] | None] | None:
         if self.closed or consumer is not self._consumer or not self._buffer:
             return None
-        return self._buffer.popleft()
+        frame, frames, completes = self._buffer.popleft()
+        self.buffered -= frames
+        return frame, completes
 
     def _consumer_open(self) -> bool:
         return self._consumer is not None and self._consumer.recording_open
@@ -222,10 +267,12 @@ class AudioTransport(Generic[F]):
         end_frame: F,
         on_lateness: Callable[[float], None] | None = None,
         clock: Clock | None = None,
+        packing: Callable[[], int] | None = None,
     ) -> None:
         """``on_lateness`` hears, once per tick, how late the most overdue packet was pushed.
 
-        ``clock`` defaults to the running loop's (``LoopClock``).
+        ``clock`` defaults to the running loop's (``LoopClock``). ``packing`` says how many frames
+        the next packet of a stream should carry (asked per packet; default one).
         """
         if preroll < 0 or tick <= 0:
             raise ValueError("preroll must be >= 0 and tick > 0")
@@ -234,6 +281,11 @@ class AudioTransport(Generic[F]):
         self.clock: Clock = clock if clock is not None else LoopClock()
         self._end_frame = end_frame
         self._on_lateness = on_lateness
+        self._packing: Callable[[], int] = packing if packing is not None else _one_frame
+        self.packets_pushed = 0
+        """Packets pushed since the start: with ``frames_pushed``, what the load model reads."""
+        self.frames_pushed = 0
+        self.shed_total = 0
         self._worst = 0.0
         self._active: dict[AudioChannel[F], _Playback[F]] = {}
         self._due: list[tuple[float, int, _Playback[F]]] = []
@@ -245,12 +297,13 @@ class AudioTransport(Generic[F]):
     def active(self) -> int:
         return len(self._active)
 
-    def channel_capacity(self, frame_duration: float) -> int:
-        """Room for the pre-roll plus two ticks of slack, so only a stalled reader fills it."""
-        return int((self.preroll + 2 * self.tick) / frame_duration) + 4
+    def channel_capacity(self, frame_duration: float, max_frames: int = 1) -> int:
+        """Frames of room: the pre-roll plus two ticks of slack and one largest packet beyond it,
+        so only a stalled reader fills it."""
+        return int((self.preroll + 2 * self.tick) / frame_duration) + 3 + max(1, max_frames)
 
     def play(
-        self, channel: AudioChannel[F], track: Sequence[F], frame_duration: float, on_end: EndCallback
+        self, channel: AudioChannel[F], track: Track[F], frame_duration: float, on_end: EndCallback
     ) -> None:
         """Start ``track`` now on ``channel``, ending (with an end frame) what plays there."""
         self.stop(channel)
@@ -274,6 +327,21 @@ class AudioTransport(Generic[F]):
             playback.end(PlaybackEnd.STOPPED)
         if not channel.closed and (playback is not None or had_frames or channel._consumer_open()):
             channel.push(self._end_frame)
+
+    def shed(self, count: int) -> int:
+        """End the ``count`` newest playbacks (an end frame each) so the rest keep on time.
+
+        Their ``on_end`` hears SHED; returns how many were ended.
+        """
+        newest = list(self._active)[-count:] if count > 0 else []
+        for channel in reversed(newest):
+            playback = self._active.pop(channel)
+            channel.clear()
+            playback.end(PlaybackEnd.SHED)
+            if not channel.closed:
+                channel.push(self._end_frame)
+        self.shed_total += len(newest)
+        return len(newest)
 
     async def close(self) -> None:
         for channel in list(self._active):
@@ -318,16 +386,23 @@ class AudioTransport(Generic[F]):
         if channel.closed:
             playback.end(PlaybackEnd.STOPPED)
             return True
+        frame_duration, length = playback.frame_duration, len(track)
         due = now - playback.anchor + self.preroll
-        overdue = due - playback.index * playback.frame_duration
-        if overdue > self._worst and playback.index < len(track):
+        overdue = due - playback.index * frame_duration
+        if overdue > self._worst and playback.index < length:
             self._worst = overdue
-        while playback.index < len(track) and playback.index * playback.frame_duration <= due:
+        wanted = self._packing()
+        while playback.index < length and playback.index * frame_duration <= due:
             if not channel.has_room():
-                playback.anchor = now - playback.index * playback.frame_duration
+                playback.anchor = now - playback.index * frame_duration
                 return False
-            frame = track[playback.index]
-            playback.index += 1
-            last = playback.index == len(track)
-            channel.push(frame, playback if last else None)
-        return playback.index == len(track)
+            packet, frames = track.packet(playback.index, wanted)
+            playback.index += frames
+            self.packets_pushed += 1
+            self.frames_pushed += frames
+            channel.push(packet, playback if playback.index >= length else None, frames)
+        return playback.index >= length
+
+
+def _one_frame() -> int:
+    return 1

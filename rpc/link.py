@@ -17,11 +17,10 @@ from actors.messages import StreamKind
 from actors.ports import CloseCause, PlaybackEndCallback
 from media.library import EncodedSound
 from media.transport import AudioChannel, AudioTransport
-from rpc import comms_pb2 as pb
 from rpc.loopcall import call_on_loop
 from rpc.metrics import Metrics
 from rpc.slots import StreamEnd, StreamSlot
-from rpc.tracks import TrackBook
+from rpc.tracks import TrackBook, WirePacket
 
 ShownLeds = tuple[int, int, int, int, int, int]
 """0xRRGGBBAA colours of led_0..led_5, as the device last confirmed showing them."""
@@ -121,7 +120,7 @@ class GrpcDeviceLink:
         device_id: str,
         peer: str,
         loop: asyncio.AbstractEventLoop,
-        transport: AudioTransport[pb.AudioPacket],
+        transport: AudioTransport[WirePacket],
         tracks: TrackBook,
         metrics: Metrics | None = None,
         on_leds_shown: Callable[[str, ShownLeds], None] | None = None,
@@ -134,8 +133,8 @@ class GrpcDeviceLink:
         self.leds_wanted = LedMailbox(
             metrics, None if on_leds_shown is None else (lambda leds: on_leds_shown(device_id, leds))
         )
-        self.channel: AudioChannel[pb.AudioPacket] = AudioChannel(
-            transport.channel_capacity(tracks.frame_duration)
+        self.channel: AudioChannel[WirePacket] = AudioChannel(
+            transport.channel_capacity(tracks.frame_duration, tracks.max_frames)
         )
         self.end: StreamEnd | None = None
         self._slots: dict[StreamKind, StreamSlot] = {}

@@ -9,6 +9,7 @@ objects are thread-safe.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -39,6 +40,7 @@ class Metrics(FleetObserver):
         self._store_outages: Callable[[], int] | None = None
         self._store_round_trips: Callable[[], dict[str, int]] | None = None
         self._event_readers_dropped: Callable[[], int] | None = None
+        self._audio_load: Callable[[], AudioLoad] | None = None
 
         registry = self.registry
         self.connected_devices = Gauge(
@@ -119,9 +121,25 @@ class Metrics(FleetObserver):
         self._store_reachable, self._store_outages = reachable, outages
         self._store_round_trips = round_trips
 
+    def watch_audio_load(self, load: Callable[[], AudioLoad]) -> None:
+        """Admission control's model and the transport's counts, read at each scrape."""
+        self._audio_load = load
+
     def watch_event_readers(self, readers: Callable[[], int], dropped: Callable[[], int]) -> None:
         """The operator API's live-event readers: how many are connected, how many were dropped."""
         self._event_readers, self._event_readers_dropped = readers, dropped
+
+
+@dataclass(frozen=True)
+class AudioLoad:
+    """What admission control measures and decides, for the metrics."""
+
+    busy: float
+    packet_cost: float
+    frames_per_packet: int
+    capacity: int | None
+    streaming: int
+    frames_pushed: int
 
 
 class _HotCounters(Collector):
@@ -151,6 +169,28 @@ class _HotCounters(Collector):
             "Streams refused at once because the opens ahead of them waited too long (connect storm)",
             m.connects_shed,
         )
+        if m._audio_load is not None:
+            load = m._audio_load()
+            yield GaugeMetricFamily(
+                "acp_loop_busy_ratio", "Share of the last interval the event loop spent working", value=load.busy
+            )
+            yield GaugeMetricFamily(
+                "acp_audio_packet_cost_seconds",
+                "Loop time one audio packet costs, as admission control measures it",
+                value=load.packet_cost,
+            )
+            yield GaugeMetricFamily(
+                "acp_audio_frames_per_packet",
+                "Frames the streams' next packets carry (elastic packets: 1 idle, up to 120 ms)",
+                value=load.frames_per_packet,
+            )
+            yield GaugeMetricFamily(
+                "acp_audio_capacity_streams",
+                "Streams admission control admits at once now (-1: no limit)",
+                value=-1 if load.capacity is None else load.capacity,
+            )
+            yield GaugeMetricFamily("acp_audio_streams", "Streams playing now", value=load.streaming)
+            yield _counter("acp_audio_frames_sent", "Audio frames pushed to the streams", load.frames_pushed)
         if m._event_readers is not None and m._event_readers_dropped is not None:
             yield GaugeMetricFamily(
                 "acp_admin_event_readers",

@@ -1,5 +1,5 @@
 """Registers DeviceService on a server like the generated ``add_DeviceServiceServicer_to_server``,
-but with deserializers that never raise.
+but with deserializers that never raise, and audio packets written as the bytes they already are.
 
 gRPC answers a request that fails to parse with UNKNOWN and an internal exception text before
 any handler runs. Here bytes that are not a valid message arrive as ``Malformed`` instead, and
@@ -46,6 +46,11 @@ def tolerant(message_type: type[M]) -> Callable[[bytes], M | Malformed]:
     return deserialize
 
 
+def _already_serialized(payload: bytes) -> bytes:
+    """Audio packets are serialised once for every device that plays them (``rpc.tracks``)."""
+    return payload
+
+
 def add_device_service(servicer: Any, server: grpc.aio.Server) -> None:
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "StatusStream": grpc.stream_stream_rpc_method_handler(
@@ -61,7 +66,7 @@ def add_device_service(servicer: Any, server: grpc.aio.Server) -> None:
         "ServerAudioStream": grpc.unary_stream_rpc_method_handler(
             servicer.ServerAudioStream,
             request_deserializer=tolerant(pb.AudioStreamRequest),
-            response_serializer=pb.AudioPacket.SerializeToString,
+            response_serializer=_already_serialized,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -42,15 +42,16 @@ from cluster.sound_share import SoundShare
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.catalog import SoundCatalog
 from media.library import SoundLibrary, build_library
+from media.loopload import LoopLoad
+from media.packing import max_frames_per_packet
 from media.transport import AudioTransport
-from rpc import comms_pb2 as pb
 from rpc.auth import DeviceAuthenticator, load_secret
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
-from rpc.metrics import Metrics
+from rpc.metrics import AudioLoad, Metrics
 from rpc.registration import SERVICE_NAME, add_device_service
 from rpc.servicer import DeviceService
-from rpc.tracks import TrackBook
+from rpc.tracks import TrackBook, WirePacket
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,9 @@ class ControlPlane:
             AdmissionPolicy(
                 max_streams=config.max_streams,
                 lateness_limit=config.lateness_limit_ms / 1000,
-                cpu_target=config.stream_cpu_percent / 100,
+                busy_target=config.stream_cpu_percent / 100,
+                frame_duration=self.library.frame_ms / 1000,
+                max_frames=max_frames_per_packet(self.library.frame_ms) if config.elastic_packets else 1,
                 learn=config.learn_capacity,
             ),
             on_refused=self.metrics.playback_refused,
@@ -124,8 +127,8 @@ class ControlPlane:
         self._supervisor: pykka.ActorRef[Any] | None = None
         self._runtime: ActorRuntime | None = None
         self._commits: GroupCommit | None = None
-        self._cpu_watch: asyncio.Task[None] | None = None
-        self._transport: AudioTransport[pb.AudioPacket] | None = None
+        self._load_watch: asyncio.Task[None] | None = None
+        self._transport: AudioTransport[WirePacket] | None = None
         self._metrics_server: Any = None
         self._links: weakref.WeakSet[GrpcDeviceLink] = weakref.WeakSet()
         self._stopped = asyncio.Event()
@@ -140,13 +143,26 @@ class ControlPlane:
 
         def on_lateness(seconds: float) -> None:
             lateness.observe(seconds)
-            admission.observe_lateness(seconds)
+            shed = admission.observe_lateness(seconds)
+            if shed:
+                transport.shed(shed)
 
-        transport: AudioTransport[pb.AudioPacket] = AudioTransport(
+        transport: AudioTransport[WirePacket] = AudioTransport(
             preroll=self.config.preroll_ms / 1000,
             tick=self.config.tick_ms / 1000,
             end_frame=tracks.end_packet,
             on_lateness=on_lateness,
+            packing=admission.frames_per_packet,
+        )
+        self.metrics.watch_audio_load(
+            lambda: AudioLoad(
+                admission.busy,
+                admission.packet_cost,
+                admission.frames_per_packet(),
+                admission.capacity,
+                admission.active,
+                transport.frames_pushed,
+            )
         )
         # The actors take their turns on this loop's thread: no thread hand-off per press.
         runtime = ActorRuntime(loop, name="actors")
@@ -287,7 +303,7 @@ class ControlPlane:
             )
         elif admin is not None:
             logger.info("operator API and dashboard on port %d (bearer token required)", self.admin_port)
-        self._cpu_watch = loop.create_task(_watch_cpu(admission), name="admission-cpu")
+        self._load_watch = loop.create_task(_watch_load(admission, transport, LoopLoad(loop)), name="admission-load")
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
@@ -313,8 +329,8 @@ class ControlPlane:
         if server is None or supervisor is None or transport is None or runtime is None or commits is None:
             return
         self._server = self._supervisor = self._transport = self._runtime = self._commits = None
-        if self._cpu_watch is not None:
-            self._cpu_watch.cancel()
+        if self._load_watch is not None:
+            self._load_watch.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         connected = sum(1 for link in list(self._links) if link.end is None)
@@ -386,29 +402,25 @@ class ControlPlane:
         await self._stopped.wait()
 
 
-CPU_WATCH_INTERVAL = 0.25
-"""How often admission control hears the process's CPU share: before a burst can overshoot."""
+LOAD_WATCH_INTERVAL = 0.1
+"""How often admission control hears the loop's load: ten times a second, so packets grow
+within a tenth of a second of a burst."""
 
 
-async def _watch_cpu(admission: StreamAdmission) -> None:
-    """Tell admission control how busy the core it depends on was over each interval.
-
-    That is the event loop's thread (the actors, the handlers, the pacing) or, where the
-    process is confined to fewer cores than it has threads, the process's CPU per core it may
-    use (gRPC's own threads then compete with the loop), whichever is larger.
-    """
+async def _watch_load(
+    admission: StreamAdmission, transport: AudioTransport[WirePacket], load: LoopLoad
+) -> None:
+    """Tell admission control how busy the loop was and how many packets the transport pushed."""
     loop = asyncio.get_running_loop()
-    cores = max(1, len(os.sched_getaffinity(0)))
-    wall, process, thread = loop.time(), time.process_time(), time.thread_time()
+    started, packets = loop.time(), transport.packets_pushed
+    load.sample()
     while True:
-        await asyncio.sleep(CPU_WATCH_INTERVAL)
-        now_wall, now_process, now_thread = loop.time(), time.process_time(), time.thread_time()
-        elapsed = now_wall - wall
+        await asyncio.sleep(LOAD_WATCH_INTERVAL)
+        now, pushed = loop.time(), transport.packets_pushed
+        elapsed = now - started
         if elapsed > 0:
-            admission.observe_cpu(
-                max((now_thread - thread) / elapsed, (now_process - process) / elapsed / cores)
-            )
-        wall, process, thread = now_wall, now_process, now_thread
+            admission.observe_load(load.sample(), (pushed - packets) / elapsed)
+        started, packets = now, pushed
 
 
 def sound_shelf(state_db: str) -> Path | None:

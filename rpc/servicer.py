@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 StatusContext = grpc.aio.ServicerContext[pb.DeviceStatusResponse, pb.DeviceStatusRequest]
 EventContext = grpc.aio.ServicerContext[pb.DeviceEvent, pb.DeviceEventResponse]
-AudioContext = grpc.aio.ServicerContext[pb.AudioStreamRequest, pb.AudioPacket]
+AudioContext = grpc.aio.ServicerContext[pb.AudioStreamRequest, bytes]
 AnyContext = grpc.aio.ServicerContext[Any, Any]
 
 _REFUSAL_CODES = {
@@ -147,7 +147,8 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
 
     async def ServerAudioStream(
         self, request: pb.AudioStreamRequest | Malformed, context: AudioContext
-    ) -> AsyncIterator[pb.AudioPacket]:
+    ) -> AsyncIterator[bytes]:
+        """Yields each packet's serialised bytes: the stream's serializer is the identity."""
         if isinstance(request, Malformed):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(request))
         if not request.start:
@@ -166,7 +167,7 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 if packet is None:
                     break
                 self._metrics.audio_packets_sent += 1
-                yield packet
+                yield packet.payload
             if not stream.slot.ended.done():
                 stream.slot.end(StreamEnd(grpc.StatusCode.ABORTED, "a newer audio stream replaced this one"))
             await _end(context, stream.slot)

@@ -137,4 +137,4 @@ def test_an_open_the_supervisor_never_got_does_not_hold_back_later_connects() ->
 def test_the_streams_cpu_share_setting_reaches_admission_control(library: SoundLibrary) -> None:
     plane = ControlPlane(replace(TEST_CONFIG, stream_cpu_percent=70), library)
     plane.store.close()
-    assert plane.admission.policy.cpu_target == pytest.approx(0.7)
+    assert plane.admission.policy.busy_target == pytest.approx(0.7)

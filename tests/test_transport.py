@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from media.transport import AudioChannel, AudioConsumer, AudioTransport, LoopClock, PlaybackEnd, _Playback
+from media.transport import (
+    AudioChannel,
+    AudioConsumer,
+    AudioTransport,
+    FixedTrack,
+    LoopClock,
+    PlaybackEnd,
+    _Playback,
+)
 from tests.clocks import VirtualClock
 
 FRAME = 0.02
@@ -34,8 +42,8 @@ class Frame:
     data: str
 
 
-def track(name: str, frames: int) -> tuple[Frame, ...]:
-    return tuple(Frame(i == 0, i == frames - 1, f"{name}{i}") for i in range(frames))
+def track(name: str, frames: int) -> FixedTrack[Frame]:
+    return FixedTrack([Frame(i == 0, i == frames - 1, f"{name}{i}") for i in range(frames)])
 
 
 def names(name: str, first: int, last: int) -> list[str]:
@@ -60,9 +68,9 @@ class Wire(AudioChannel[Frame]):
         self.consumer: AudioConsumer[Frame] | None = None
         self.received: list[str] = []
 
-    def push(self, frame: Frame, completes: _Playback[Frame] | None = None) -> None:
+    def push(self, frame: Frame, completes: _Playback[Frame] | None = None, frames: int = 1) -> None:
         self.pushed.append((self._clock.now(), frame.data))
-        super().push(frame, completes)
+        super().push(frame, completes, frames)
 
     def pushed_names(self) -> list[str]:
         return [data for _, data in self.pushed]
