@@ -102,6 +102,7 @@ class StreamAdmission:
         self.packet_cost = self.policy.prior_packet_cost
         self.measured = False
         """Whether ``packet_cost`` comes from a measurement yet."""
+        self._base_measured = False
         self.busy = 0.0
         """The loop's busy share in the last interval observed."""
         self.ceiling: int | None = None
@@ -216,8 +217,11 @@ class StreamAdmission:
                 else:
                     self.packet_cost, self.measured = sample, True
             else:
-                idle = max(0.0, busy - self.packet_cost * packets_per_second)
-                self.base += weight * (min(idle, 0.9) - self.base)
+                idle = min(0.9, max(0.0, busy - self.packet_cost * packets_per_second))
+                if self._base_measured:
+                    self.base += weight * (idle - self.base)
+                else:
+                    self.base, self._base_measured = idle, True
             self._repack(self._clock())
 
     def observe_lateness(self, lateness: float) -> int:

@@ -81,4 +81,3 @@ class ElasticTrack(Generic[W]):
             last = index + taken == len(self._frames)
             packet = self._built[key] = (self._factory(data, index == 0, last, taken), taken)
         return packet
-

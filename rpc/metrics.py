@@ -172,7 +172,9 @@ class _HotCounters(Collector):
         if m._audio_load is not None:
             load = m._audio_load()
             yield GaugeMetricFamily(
-                "acp_loop_busy_ratio", "Share of the last interval the event loop spent working", value=load.busy
+                "acp_loop_busy_ratio",
+                "Share of the last interval the event loop spent working",
+                value=load.busy,
             )
             yield GaugeMetricFamily(
                 "acp_audio_packet_cost_seconds",

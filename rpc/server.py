@@ -303,7 +303,9 @@ class ControlPlane:
             )
         elif admin is not None:
             logger.info("operator API and dashboard on port %d (bearer token required)", self.admin_port)
-        self._load_watch = loop.create_task(_watch_load(admission, transport, LoopLoad(loop)), name="admission-load")
+        self._load_watch = loop.create_task(
+            _watch_load(admission, transport, LoopLoad(loop)), name="admission-load"
+        )
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,

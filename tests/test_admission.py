@@ -1,4 +1,4 @@
-"""Admission control as pure logic: a clock passed in, no threads, no sleeps."""
+"""Admission control and elastic packing as pure logic: a clock passed in, no threads, no sleeps."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ class Clock:
         return self.now
 
 
-def late_ticks(admission: StreamAdmission, lateness: float = 0.2) -> None:
-    """As many late ticks in a row as an overload makes."""
-    for _ in range(admission.policy.late_ticks):
-        admission.observe_lateness(lateness)
+def late_ticks(admission: StreamAdmission, lateness: float = 0.2) -> int:
+    """As many late ticks in a row as an overload makes; how many streams they asked to shed."""
+    return sum(admission.observe_lateness(lateness) for _ in range(admission.policy.late_ticks))
 
 
 def admit_all(admission: StreamAdmission, count: int) -> list[Ticket]:
@@ -29,20 +28,26 @@ def admit_all(admission: StreamAdmission, count: int) -> list[Ticket]:
     return [ticket for ticket in tickets if ticket is not None]
 
 
+def streaming(admission: StreamAdmission, busy: float) -> None:
+    """One interval of load: the active streams at the current packing, the loop ``busy``."""
+    policy = admission.policy
+    admission.observe_load(busy, admission.active / (admission.frames_per_packet() * policy.frame_duration))
+
+
 def test_a_configured_budget_admits_up_to_it_at_once_and_refuses_the_next() -> None:
-    admission = StreamAdmission(AdmissionPolicy(max_streams=300), Clock())
-    admit_all(admission, 300)
+    admission = StreamAdmission(AdmissionPolicy(max_streams=3), Clock())
+    admit_all(admission, 3)
     assert admission.admit() is None
-    assert admission.active == 300
+    assert admission.active == 3
 
 
 def test_a_released_ticket_makes_room_for_one_more_and_releasing_twice_counts_once() -> None:
-    admission = StreamAdmission(AdmissionPolicy(max_streams=2), Clock())
-    first, _ = admit_all(admission, 2)
-    first.release()
-    first.release()
-    assert admission.active == 1
-    assert admission.admit() is not None
+    admission = StreamAdmission(AdmissionPolicy(max_streams=1), Clock())
+    (ticket,) = admit_all(admission, 1)
+    ticket.release()
+    ticket.release()
+    assert admission.active == 0
+    admit_all(admission, 1)
     assert admission.admit() is None
 
 
@@ -52,101 +57,145 @@ def test_a_preempting_play_is_admitted_even_at_capacity() -> None:
     assert admission.admit(replacing=True) is not None
 
 
-def test_late_pacing_cuts_the_capacity_to_ninety_percent_of_what_streams() -> None:
-    clock = Clock()
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000), clock)
-    admit_all(admission, 500)
-    late_ticks(admission)
-    assert admission.learned == 450
-    assert admission.capacity == 450
+def test_a_burst_from_an_idle_server_is_admitted_as_far_as_the_largest_packets_carry_it() -> None:
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    admission.observe_load(0.05, 0.0)  # an idle fleet: the loop 5 % busy, no packets
+    # 100 us a packet (the prior), 120 ms packets: 8.3 packets/s a stream, under 90 % of the loop.
+    expected = int((0.9 - admission.base) / (100e-6 / 0.12))
+    assert admission.capacity == expected
+    assert expected > 900
+    admit_all(admission, expected)
     assert admission.admit() is None
+
+
+def test_an_idle_server_keeps_one_frame_per_packet_and_packets_grow_with_the_load() -> None:
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    assert admission.frames_per_packet() == 1
+    admit_all(admission, 20)
+    assert admission.frames_per_packet() == 1, "20 streams at 20 ms: 1,000 packets/s, 10 % of the loop"
+    tickets = admit_all(admission, 380)
+    # 400 streams: 20,000 packets/s at 20 ms would be 200 % of the loop; 80 ms packets make it 50 %.
+    assert admission.frames_per_packet() == 4
+    for ticket in tickets:
+        ticket.release()
+    assert admission.frames_per_packet() == 1, "the load is gone: back to 20 ms packets"
+
+
+def test_the_measured_cost_of_a_packet_replaces_the_prior() -> None:
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    admission.observe_load(0.1, 0.0)
+    admit_all(admission, 100)
+    packets_per_second = 100 / (admission.frames_per_packet() * 0.02)
+    admission.observe_load(0.1 + packets_per_second * 40e-6, packets_per_second)  # 40 us a packet
+    assert admission.measured
+    assert admission.packet_cost == pytest.approx(40e-6, rel=0.01)
+    capacity = admission.capacity
+    assert capacity is not None
+    assert capacity == pytest.approx((0.9 - 0.1) / (40e-6 / 0.12), rel=0.01)
+
+
+def test_too_few_packets_say_nothing_about_the_cost_of_one() -> None:
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    admit_all(admission, 2)
+    streaming(admission, busy=0.5)  # 100 packets/s: the busy loop is something else
+    assert not admission.measured
+    assert admission.packet_cost == admission.policy.prior_packet_cost
+
+
+def test_a_busier_loop_lowers_the_capacity_and_refuses_new_streams_while_the_old_play_on() -> None:
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    tickets = admit_all(admission, 300)
+    for _ in range(20):
+        streaming(admission, busy=0.95)  # another load shares the core: packets look dear
+    assert admission.frames_per_packet() == 6
+    capacity = admission.capacity
+    assert capacity is not None
+    assert capacity < 300
+    assert admission.admit() is None
+    assert admission.active == len(tickets), "nothing admitted is taken away by the estimate"
 
 
 def test_one_late_tick_is_a_pause_not_an_overload() -> None:
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000), Clock())
-    admit_all(admission, 500)
-    for _ in range(20):
-        admission.observe_lateness(0.2)
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    admit_all(admission, 50)
+    for _ in range(10):
+        assert admission.observe_lateness(0.2) == 0
         admission.observe_lateness(0.0)
-    assert admission.learned is None
+    assert admission.frames_per_packet() == 1
 
 
-def test_the_learned_capacity_never_drops_below_its_floor() -> None:
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, min_learned=16), Clock())
-    admit_all(admission, 3)
-    late_ticks(admission)
-    assert admission.learned == 16
-
-
-def test_lateness_within_the_limit_learns_nothing() -> None:
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, lateness_limit=0.075), Clock())
-    admit_all(admission, 500)
-    admission.observe_lateness(0.07)
-    assert admission.learned is None
-
-
-def test_the_capacity_is_cut_at_most_once_per_cooldown() -> None:
+def test_late_pacing_grows_every_stream_to_the_largest_packets_at_once() -> None:
     clock = Clock()
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, cooldown=1.0), clock)
-    admit_all(admission, 500)
-    late_ticks(admission)
-    clock.now += 0.5
-    late_ticks(admission)
-    assert admission.learned == 450
-    clock.now += 0.6
-    late_ticks(admission)
-    assert admission.learned == 450  # 90 % of the 500 still streaming
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    admit_all(admission, 50)
+    assert admission.frames_per_packet() == 1
+    assert late_ticks(admission) == 0, "first the packets grow: nobody is shed yet"
+    assert admission.frames_per_packet() == 6
 
 
-def test_on_time_pacing_at_the_learned_capacity_probes_upwards_slowly() -> None:
+def test_still_late_at_the_largest_packets_sheds_the_newest_tenth_and_holds_the_capacity() -> None:
     clock = Clock()
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000, probe_interval=2.0), clock)
-    tickets = admit_all(admission, 500)
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    admit_all(admission, 200)
     late_ticks(admission)
-    for ticket in tickets[450:]:
-        ticket.release()
-    clock.now += 1.0
+    clock.now += admission.policy.shed_grace / 2
+    assert late_ticks(admission) == 0, "the larger packets get their chance first"
+    clock.now += admission.policy.shed_grace
+    assert late_ticks(admission) == 20
+    assert admission.ceiling == 180
+    assert admission.capacity == 180
+
+
+def test_shedding_happens_at_most_once_per_cooldown() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    admit_all(admission, 100)
+    late_ticks(admission)
+    clock.now += admission.policy.shed_grace
+    assert late_ticks(admission) == 10
+    clock.now += admission.policy.shed_cooldown / 2
+    assert late_ticks(admission) == 0
+    clock.now += admission.policy.shed_cooldown
+    assert late_ticks(admission) == 10
+
+
+def test_on_time_pacing_at_the_held_capacity_lets_it_grow_back_slowly() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    tickets = admit_all(admission, 100)
+    late_ticks(admission)
+    clock.now += admission.policy.shed_grace
+    late_ticks(admission)
+    for ticket in tickets[90:]:
+        ticket.release()  # the transport ended the shed streams
+    assert admission.ceiling == 90
     admission.observe_lateness(0.0)
-    assert admission.learned == 450  # not before the probe interval
-    clock.now += 1.0
+    assert admission.ceiling == 90, "not before the probe interval"
+    clock.now += admission.policy.probe_interval
     admission.observe_lateness(0.0)
-    assert admission.learned == 459
+    assert admission.ceiling == 91
 
 
-def test_below_the_learned_capacity_nothing_is_probed() -> None:
+def test_the_largest_packets_are_kept_a_while_after_the_last_late_tick() -> None:
     clock = Clock()
-    admission = StreamAdmission(AdmissionPolicy(max_streams=1000), clock)
-    tickets = admit_all(admission, 500)
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    admit_all(admission, 10)
     late_ticks(admission)
-    for ticket in tickets[100:]:
-        ticket.release()
-    clock.now += 10
     admission.observe_lateness(0.0)
-    assert admission.learned == 450
+    streaming(admission, 0.1)
+    assert admission.frames_per_packet() == 6
+    clock.now += admission.policy.pressure_hold
+    streaming(admission, 0.1)
+    assert admission.frames_per_packet() == 1
 
 
-def test_without_a_budget_or_a_learned_limit_a_burst_ramps_up_a_quarter_per_window() -> None:
-    clock = Clock()
-    admission = StreamAdmission(AdmissionPolicy(ramp_floor=16, ramp_window=0.125), clock)
-    admit_all(admission, 16)
-    assert admission.admit() is None
-    clock.now += 0.125
-    admit_all(admission, 16)  # a quarter of 16 is less than the floor
-    clock.now += 0.125
-    admit_all(admission, 16)
-    clock.now += 0.125
-    admit_all(admission, 16)  # 48 streaming: a quarter is 12, the floor still wins
-    clock.now += 0.125
-    assert admission.active == 64
-    admit_all(admission, 16)
-    assert admission.admit() is None
-
-
-def test_with_learning_off_and_no_budget_everything_is_admitted() -> None:
+def test_with_learning_off_and_no_budget_everything_is_admitted_at_one_frame_and_nothing_is_shed() -> None:
     admission = StreamAdmission(AdmissionPolicy(learn=False), Clock())
     admit_all(admission, 5000)
-    admission.observe_lateness(5.0)
+    assert late_ticks(admission, 5.0) == 0
+    admission.observe_load(1.0, 250_000)
     assert admission.capacity is None
+    assert admission.frames_per_packet() == 1
 
 
 def test_a_burst_of_refusals_is_logged_once_and_the_recovery_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -165,30 +214,3 @@ def test_a_burst_of_refusals_is_logged_once_and_the_recovery_once(caplog: pytest
     assert len(messages) == 2
     assert "refusing new streams" in messages[0]
     assert "after refusing 100" in messages[1]
-
-
-def test_the_cpu_share_of_the_streams_estimates_how_many_the_core_carries() -> None:
-    admission = StreamAdmission(AdmissionPolicy(cpu_target=0.8), Clock())
-    admit_all(admission, 16)
-    admission.observe_cpu(0.1)  # 16 streams take a tenth of a core
-    assert admission.estimated == 128
-    admit_all(admission, 112)
-    assert admission.admit() is None
-
-
-def test_too_few_streams_say_nothing_about_the_cost_of_one() -> None:
-    admission = StreamAdmission(AdmissionPolicy(min_sample=8), Clock())
-    admit_all(admission, 7)
-    admission.observe_cpu(0.5)
-    assert admission.estimated is None
-
-
-def test_a_busier_core_lowers_the_estimate_and_refuses_new_streams_while_the_old_play_on() -> None:
-    admission = StreamAdmission(AdmissionPolicy(cpu_target=0.8), Clock())
-    admit_all(admission, 16)
-    admission.observe_cpu(0.05)
-    admit_all(admission, 200)
-    admission.observe_cpu(0.95)  # 216 streams and the core is nearly full
-    assert admission.estimated == 181
-    assert admission.admit() is None
-    assert admission.active == 216

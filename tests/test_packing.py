@@ -23,7 +23,8 @@ def raw(data: bytes, is_start: bool, is_end: bool, frames: int) -> tuple[bytes, 
 
 def packets(track: ElasticTrack[tuple[bytes, bool, bool, int]], sizes: list[int]) -> list[bytes]:
     """The packets a stream sends asking for ``sizes[i]`` frames at its i-th packet (the last size repeats)."""
-    sent, index = [], 0
+    sent: list[bytes] = []
+    index = 0
     while index < len(track):
         (data, _, _, _), taken = track.packet(index, sizes[min(len(sent), len(sizes) - 1)])
         sent.append(data)

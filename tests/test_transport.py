@@ -53,6 +53,23 @@ def names(name: str, first: int, last: int) -> list[str]:
 END = Frame(False, True, "end")
 
 
+class PackedTrack:
+    """Packets of as many frames as asked (``a0+3`` holds frames 0..2), as elastic tracks give them."""
+
+    def __init__(self, name: str, frames: int) -> None:
+        self.name = name
+        self.frames = frames
+        self.asked: list[int] = []
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def packet(self, index: int, frames: int) -> tuple[Frame, int]:
+        self.asked.append(frames)
+        taken = min(frames, self.frames - index)
+        return Frame(index == 0, index + taken == self.frames, f"{self.name}{index}+{taken}"), taken
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     """A hang (a wait that never ends) fails the test instead of passing it."""
     asyncio.run(asyncio.wait_for(test(), 10))
@@ -96,13 +113,19 @@ class Wire(AudioChannel[Frame]):
 
 
 class Rig:
-    """A transport on virtual time, and what it reported each tick."""
+    """A transport on virtual time, and what it reported each tick; ``packing`` frames a packet."""
 
     def __init__(self, preroll: float = PREROLL) -> None:
         self.clock = VirtualClock()
         self.lateness: list[float] = []
+        self.packing = 1
         self.transport = AudioTransport(
-            preroll=preroll, tick=TICK, end_frame=END, on_lateness=self.lateness.append, clock=self.clock
+            preroll=preroll,
+            tick=TICK,
+            end_frame=END,
+            on_lateness=self.lateness.append,
+            clock=self.clock,
+            packing=lambda: self.packing,
         )
 
     @property
@@ -110,8 +133,8 @@ class Rig:
         """How many ticks the scheduler has run: ``on_lateness`` hears once per tick."""
         return len(self.lateness)
 
-    def wire(self, frame_duration: float = FRAME) -> Wire:
-        return Wire(self.transport.channel_capacity(frame_duration), self.clock)
+    def wire(self, frame_duration: float = FRAME, max_frames: int = 1) -> Wire:
+        return Wire(self.transport.channel_capacity(frame_duration, max_frames), self.clock)
 
     async def play_for(self, seconds: float, *readers: Wire) -> None:
         """Let ``seconds`` of virtual time pass a tick at a time, each reader taking what arrived."""
@@ -469,3 +492,93 @@ def test_a_negative_preroll_or_a_tick_of_zero_is_refused() -> None:
         AudioTransport(preroll=-0.01, tick=TICK, end_frame=END)
     with pytest.raises(ValueError, match="tick"):
         AudioTransport(preroll=PREROLL, tick=0, end_frame=END)
+
+
+def test_packets_carry_as_many_frames_as_packing_says_and_are_paced_by_the_audio_they_hold() -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        rig.packing = 3
+        wire = rig.wire(max_frames=6)
+        wire.read()
+        rig.transport.play(wire, PackedTrack("a", 30), FRAME, lambda _: None)
+        assert wire.pushed == [(0.0, "a0+3")], "frames 0-2 are the whole pre-roll: one packet"
+        await rig.play_for(0.2, wire)
+        # a3+3 is due when frame 3 is (0.06 - 0.05 s), a6+3 at 0.07 s, ... a12+3 at 0.19 s.
+        assert wire.received == ["a0+3", "a3+3", "a6+3", "a9+3", "a12+3"]
+        for name, first in (("a3+3", 3), ("a6+3", 6), ("a12+3", 12)):
+            due = first * FRAME - PREROLL
+            assert due <= wire.push_time(name) < due + TICK
+        assert rig.transport.frames_pushed == 15
+        assert rig.transport.packets_pushed == 5
+        await rig.transport.close()
+
+    run(scenario)
+
+
+def test_a_stream_changes_its_packet_size_at_the_next_packet_boundary_without_losing_a_frame() -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        wire = rig.wire(max_frames=6)
+        wire.read()
+        outcomes: list[PlaybackEnd] = []
+        rig.transport.play(wire, PackedTrack("a", 40), FRAME, outcomes.append)
+        await rig.play_for(0.1, wire)
+        rig.packing = 6
+        await rig.play_for(0.3, wire)
+        rig.packing = 2
+        await rig.play_for(0.5, wire)
+        held = [(int(name[1:].split("+")[0]), int(name.split("+")[1])) for name in wire.received]
+        covered = [frame for first, count in held for frame in range(first, first + count)]
+        assert covered == list(range(40)), "every frame once, in order"
+        assert {count for _, count in held} >= {1, 6, 2}
+        assert outcomes == [PlaybackEnd.COMPLETED]
+        await rig.transport.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("packing", [1, 3, 6])
+def test_stop_ends_the_stream_within_one_packet_at_any_size(packing: int) -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        rig.packing = packing
+        wire = rig.wire(max_frames=6)
+        consumer = wire.read()
+        rig.transport.play(wire, PackedTrack("a", 300), FRAME, lambda _: None)
+        await rig.play_for(0.5, wire)
+        assert len(wire) == 0
+        await rig.clock.advance(TICK)  # the next packet may be buffered, not yet taken
+        rig.transport.stop(wire)
+        assert await consumer.next() == END, "the end comes next: nothing queued ahead of it"
+        assert len(wire) == 0
+        await rig.play_for(0.2, wire)
+        assert wire.pushed_names()[-1] == "end", "nothing was pushed after the end"
+        await rig.transport.close()
+
+    run(scenario)
+
+
+def test_shedding_ends_the_newest_streams_with_an_end_frame_and_the_older_play_on() -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        wires = [rig.wire() for _ in range(5)]
+        outcomes: dict[int, list[PlaybackEnd]] = {index: [] for index in range(5)}
+        for wire in wires:
+            wire.read()
+        for index, wire in enumerate(wires):
+            rig.transport.play(wire, track(f"s{index}-", 200), FRAME, outcomes[index].append)
+            await rig.play_for(TICK, *wires)
+        assert rig.transport.shed(2) == 2
+        assert outcomes[4] == outcomes[3] == [PlaybackEnd.SHED]
+        assert outcomes[0] == outcomes[1] == outcomes[2] == []
+        assert rig.transport.active == 3
+        await rig.play_for(0.1, *wires)
+        for index in (3, 4):
+            assert wires[index].received[-1] == "end", "the device's recording is closed"
+        for index in (0, 1, 2):
+            assert wires[index].received[-1] != "end"
+        assert rig.transport.shed(0) == 0
+        assert rig.transport.shed_total == 2
+        await rig.transport.close()
+
+    run(scenario)
