@@ -207,7 +207,8 @@ class DeviceActor(PooledActor):
             else:
                 failed = CommandResult(CommandOutcome.FAILED, self.state)
                 durable.append(lambda saved: reply(result if saved else failed))
-            self._log.info("operator %s: %s", type(command).__name__, outcome.value)
+            # Debug: a fleet-wide announcement logs one line with the counts (admin.app), not one a device.
+            self._log.debug("operator %s: %s", type(command).__name__, outcome.value)
         finally:
             if not replied:
                 reply(CommandResult(CommandOutcome.FAILED, self.state))

@@ -41,7 +41,8 @@ import numpy as np
 
 from actors import leds as led_map
 from actors.leds import mode_leds
-from media.opus import OpusDecoder
+from media.opus import SAMPLE_RATE, OpusDecoder
+from media.repacketize import OpusPacketError, packet_samples
 from rpc import comms_pb2 as pb
 from rpc.registration import SERVICE_NAME
 from simulator.leds import device_status
@@ -137,6 +138,7 @@ class Device:
         "alive_calls",
         "asked",
         "channel",
+        "clips",
         "closing",
         "connected",
         "decoder",
@@ -146,13 +148,13 @@ class Device:
         "events_broken",
         "first_set",
         "fleet",
-        "index",
         "led_target",
         "led_waiter",
         "leds",
         "mode",
         "packets",
         "play_waiter",
+        "position",
         "rec_open",
         "refused",
         "stop_waiter",
@@ -185,7 +187,10 @@ class Device:
         self.rec_open = False
         self.after_stop = False
         self.t0 = 0.0
-        self.index = 0
+        self.position = 0.0
+        """Seconds of audio in the open recording's packets so far."""
+        self.clips: list[tuple[float, float, float]] = []
+        """Whole clips received: (is_start at, is_end at, seconds of audio), monotonic clock."""
         self.packets = 0
         self.underruns = 0
         self.underruns_after_preroll = 0
@@ -353,13 +358,16 @@ class Device:
     # -- audio: timed on arrival ----------------------------------------------------------------
 
     async def _audio_lean(self, call: Any) -> None:
-        """The hot path: one monotonic() and two appends per packet; starts and ends take _edge."""
+        """The hot path: one monotonic(), a TOC read and two appends per packet; starts and ends take _edge.
+
+        Packets may hold 20 to 120 ms (elastic packets): each is timed by where its audio starts in
+        the recording (the durations of the packets before it, read from their TOC bytes).
+        """
         results = self.fleet.results
         times, values = results.lat_times.append, results.lat_values.append
-        frame = self.fleet.frame_s
         go = self.fleet.go
         jitter = self.fleet.jitter_s
-        preroll_packets = self.fleet.preroll_packets
+        preroll = self.fleet.preroll_s
         read = call.read
         eof = grpc.aio.EOF
         monotonic = time.monotonic
@@ -373,14 +381,14 @@ class Device:
                     return
                 self.packets += 1
                 if self.rec_open and not (packet.is_start or packet.is_end):
-                    index = self.index
-                    self.index = index + 1
-                    late = now - self.t0 - index * frame
+                    position = self.position
+                    self.position = position + self._seconds(packet.data)
+                    late = now - self.t0 - position
                     times(now - go)
                     values(late)
                     if late > jitter:
                         self.underruns += 1
-                        if index >= preroll_packets:
+                        if position >= preroll:
                             self.underruns_after_preroll += 1
                 else:
                     self._edge(packet, now)
@@ -389,8 +397,17 @@ class Device:
         except Exception as error:
             self._stream_error("audio", error)
 
+    def _seconds(self, data: bytes) -> float:
+        """The audio a packet holds, from its TOC byte; a packet that has none is counted."""
+        try:
+            return packet_samples(data) / SAMPLE_RATE
+        except OpusPacketError:
+            self.fleet.results.counters["bad_toc"] += 1
+            return self.fleet.frame_s
+
     async def _audio_decoding(self, call: Any) -> None:
-        """The sampled devices: also run every packet through Opus, as the device does."""
+        """The sampled devices: also run every packet through Opus, as the device does, and check
+        that it decodes to exactly the duration its TOC byte says."""
         results = self.fleet.results
         decoder = self.decoder
         assert decoder is not None
@@ -404,20 +421,25 @@ class Device:
                     return
                 self.packets += 1
                 results.counters["decoded_packets"] += 1
-                if not packet.data:
+                data = packet.data
+                if not data:
                     results.counters["empty_data"] += 1
                 try:
-                    decoder.decode(packet.data)
+                    decoded = len(decoder.decode(data))
                 except Exception:
                     results.counters["decode_errors"] += 1
+                else:
+                    if data and decoded != round(self._seconds(data) * SAMPLE_RATE):
+                        results.counters["duration_mismatches"] += 1
+                    results.counters[f"packets_of_{decoded * 1000 // SAMPLE_RATE}_ms"] += 1
                 if self.rec_open and not (packet.is_start or packet.is_end):
-                    index = self.index
-                    self.index = index + 1
-                    late = now - self.t0 - index * self.fleet.frame_s
+                    position = self.position
+                    self.position = position + self._seconds(data)
+                    late = now - self.t0 - position
                     results.lat_times.append(now - self.fleet.go)
                     results.lat_values.append(late)
                     if late > self.fleet.jitter_s:
-                        self._underrun(index)
+                        self._underrun(position)
                 else:
                     self._edge(packet, now)
         except asyncio.CancelledError:
@@ -438,7 +460,7 @@ class Device:
             counters["recordings"] += 1
             # Packet 0 is the reference (lateness 0 by definition), so it is not recorded.
             self.rec_open, self.after_stop = True, False
-            self.t0, self.index = now, 1
+            self.t0, self.position = now, self._seconds(packet.data)
             self.end_waiter = asyncio.get_running_loop().create_future()
         elif not self.rec_open:
             if self.after_stop:
@@ -458,18 +480,21 @@ class Device:
             if self.end_waiter is not None and not self.end_waiter.done():
                 self.end_waiter.set_result(now)
         if not is_start:
-            index = self.index
-            self.index = index + 1
-            late = now - self.t0 - index * self.fleet.frame_s
+            position = self.position
+            self.position = position + self._seconds(packet.data)
+            late = now - self.t0 - position
             results.lat_times.append(now - self.fleet.go)
             results.lat_values.append(late)
             if late > self.fleet.jitter_s:
-                self._underrun(index)
+                self._underrun(position)
+        if is_end:
+            # A whole clip, is_start to is_end: when it started and ended, and the audio it held.
+            self.clips.append((self.t0, now, self.position))
 
-    def _underrun(self, index: int) -> None:
+    def _underrun(self, position: float) -> None:
         """A 60 ms jitter buffer would have had nothing to play for this packet."""
         self.underruns += 1
-        if index >= self.fleet.preroll_packets:
+        if position >= self.fleet.preroll_s:
             self.underruns_after_preroll += 1
 
     # -- buttons --------------------------------------------------------------------------------
@@ -644,8 +669,8 @@ class Fleet:
         self.results = Results()
         self.frame_s = spec.frame_ms / 1000
         self.jitter_s = spec.jitter_buffer_ms / 1000
-        self.preroll_packets = math.ceil(spec.preroll_ms / spec.frame_ms)
-        """Packets sent ahead at once: an underrun at or past this index is one after the pre-roll."""
+        self.preroll_s = spec.preroll_ms / 1000
+        """Audio sent ahead at once: an underrun at or past this position is one after the pre-roll."""
         self.go = time.monotonic()
         self.prefix = "probe_" if spec.probe else ""
         self.mode_of = {tuple(value >> 8 for value in mode_leds(mode)): mode for mode in range(spec.modes)}
@@ -934,6 +959,7 @@ async def work(spec: Spec) -> None:
         },
         "timed": fleet.results.timed,
         "flood_window": fleet.flood_window,
+        "clips": [clip for device in fleet.devices for clip in device.clips],
         "at_go": at_go,
         "at_end": at_end,
         "connected_at": [t - fleet.go for t in fleet.connected_at],

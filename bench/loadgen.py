@@ -479,6 +479,7 @@ def _merge(
             "served_within_1s": sum(1 for value in storm if value <= 1.0),
             "last_served_after_s": round(max(done_at), 3) if done_at else None,
         }
+    report["_clips"] = [worker.get("clips", []) for worker in fleet]
     if options.raw:
         report["raw_ms"] = {
             name: [round(value * 1000, 3) for value in values_]
@@ -499,6 +500,8 @@ def _is_error(name: str) -> bool:
         or name
         in (
             "decode_errors",
+            "duration_mismatches",
+            "bad_toc",
             "packets_after_stop",
             "end_without_start",
             "status_unknown_request",

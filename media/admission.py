@@ -8,7 +8,8 @@ no better. The decision therefore rests on a measured model, not on guesses:
   the share of the interval not spent waiting in the selector, or the process's CPU per core
   it may use, whichever is larger) and how many packets the transport pushed meanwhile. With
   packets flowing, ``busy = base + cost * packets_per_second`` gives the cost of one packet (a
-  gRPC message: that, not bytes, is what the server pays for); with none, the base load.
+  gRPC message: that, not bytes, is what the server pays for); with too few to say, the base
+  load (the least of the last ``base_window`` readings, so a passing storm does not count).
 - **Packing**: the fewest frames per packet that keep the projected load at ``pack_target``
   (one frame on an idle server, up to 120 ms of them under load: ``frames_per_packet``).
 - **Capacity**: the streams that fit under ``busy_target`` if every stream carried the largest
@@ -20,8 +21,9 @@ no better. The decision therefore rests on a measured model, not on guesses:
   ``shed_share`` of the streams, and the capacity is held at what was left until pacing has
   been on time for a while (it then grows back by 2 % every ``probe_interval``).
 
-A configured ``max_streams`` caps all of it. A preempting Play replaces a stream and is always
-admitted. Pure logic with a clock passed in; thread-safe.
+The measured capacity never drops below ``min_capacity``; a configured ``max_streams`` caps all
+of it. A preempting Play replaces a stream and is always admitted. Pure logic with a clock
+passed in; thread-safe.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,13 +50,18 @@ class AdmissionPolicy:
     frame_duration: float = 0.02
     max_frames: int = 6
     """Frames one packet may carry (120 ms of 20 ms frames)."""
+    min_capacity: int = 16
+    """The measured capacity never goes below this: a busy moment while nothing streams (a connect
+    storm, a collection) must not close the door; shedding still catches a real overload."""
     prior_packet_cost: float = 100e-6
     """Seconds of loop time one packet costs before any is measured (gRPC's write of one message
     on this class of machine, measured by bench.suite); replaced by the measurement."""
     min_packet_rate: float = 300.0
     """Packets per second needed before the load says anything about the cost of one."""
     smoothing: float = 0.3
-    """Weight of a new sample in the running estimates."""
+    """Weight of a new sample in the packet cost's running estimate."""
+    base_window: int = 10
+    """Readings (a tenth of a second each, from the server) the base load is the least of."""
     lateness_limit: float = 0.03
     """A tick whose most overdue packet is later than this means the transport is falling behind."""
     late_ticks: int = 3
@@ -102,7 +110,7 @@ class StreamAdmission:
         self.packet_cost = self.policy.prior_packet_cost
         self.measured = False
         """Whether ``packet_cost`` comes from a measurement yet."""
-        self._base_measured = False
+        self._idle_readings: deque[float] = deque(maxlen=self.policy.base_window)
         self.busy = 0.0
         """The loop's busy share in the last interval observed."""
         self.ceiling: int | None = None
@@ -130,7 +138,7 @@ class StreamAdmission:
         """Streams that fit under the busy target at the largest packets, by the model."""
         policy = self.policy
         per_stream = self.packet_cost * self._packets_per_second(1, policy.max_frames)
-        return max(0, math.floor((policy.busy_target - self.base) / per_stream))
+        return max(policy.min_capacity, math.floor((policy.busy_target - self.base) / per_stream))
 
     @property
     def capacity(self) -> int | None:
@@ -217,11 +225,10 @@ class StreamAdmission:
                 else:
                     self.packet_cost, self.measured = sample, True
             else:
-                idle = min(0.9, max(0.0, busy - self.packet_cost * packets_per_second))
-                if self._base_measured:
-                    self.base += weight * (idle - self.base)
-                else:
-                    self.base, self._base_measured = idle, True
+                # The base is the least busy of the last few idle readings: a connect storm or a
+                # collection passes, and a burst of Plays right after it must not find the door shut.
+                self._idle_readings.append(min(0.9, max(0.0, busy - self.packet_cost * packets_per_second)))
+                self.base = min(self._idle_readings)
             self._repack(self._clock())
 
     def observe_lateness(self, lateness: float) -> int:
@@ -251,7 +258,7 @@ class StreamAdmission:
             if now - at_max_since < policy.shed_grace or now - self._last_shed < policy.shed_cooldown:
                 return 0
             count = max(1, math.ceil(self.active * policy.shed_share))
-            self.ceiling = max(0, self.active - count)
+            self.ceiling = max(policy.min_capacity, self.active - count)
             self._last_shed = self._last_probe = now
             streaming = self.active
         logger.warning(
