@@ -185,6 +185,37 @@ def test_the_api_on_replica_1_plays_on_a_device_replica_3_holds(cluster: Cluster
     cluster.fleet.run(device.wait_for_recordings(before + 1, 20))
 
 
+def test_an_announcement_to_all_on_one_replica_reaches_every_device_of_every_replica(
+    cluster: Cluster,
+) -> None:
+    before = {device_id: len(device.completed_recordings) for device_id, device in cluster.devices.items()}
+    reply = httpx.post(
+        f"{cluster.replicas[1].api}/api/announce",
+        json={"sound": "builtin-2", "target": {"all": True}},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert {device_id: results.get(device_id) for device_id in cluster.devices} == {
+        device_id: "started" for device_id in cluster.devices
+    }
+    assert reply.json()["counts"]["started"] == DEVICES
+    held = set(holders(cluster).values())
+    assert held == {"replica1", "replica2", "replica3"}, "the devices are spread over all three"
+
+    async def every_device_heard_it() -> None:
+        await asyncio.gather(
+            *(
+                device.wait_for_recordings(before[device_id] + 1, 30)
+                for device_id, device in cluster.devices.items()
+            )
+        )
+
+    cluster.fleet.run(every_device_heard_it(), timeout=60)
+    for device_id, device in cluster.devices.items():
+        assert device.completed_recordings[-1].duration >= 2.6, device_id
+
+
 def test_one_device_id_through_two_replicas_at_once_keeps_the_newest(cluster: Cluster) -> None:
     one, two = cluster.replicas[0], cluster.replicas[1]
 
