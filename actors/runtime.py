@@ -1,15 +1,18 @@
-"""A Pykka runtime whose actors take their turns on one event loop's thread, each on a greenlet.
+"""A Pykka runtime whose actors take their turns on one event loop's thread.
 
 Pykka runs an actor by calling its own ``_actor_loop`` "on the thread or greenlet" that the
 runtime provides (its documented hooks for new actor types: ``_create_actor_inbox``,
 ``_create_future``, ``_start_actor_loop``); Pykka's gevent and eventlet runtimes gave each
-actor a greenlet. This one does the same with bare greenlets on the thread of an asyncio
-loop: an actor's loop is Pykka's, unchanged; when its inbox is empty, ``get`` switches back
-to the loop, and the next ``put`` schedules the actor's greenlet again with
-``call_soon``. So every actor keeps its own inbox and handles one message at a time, in
-order, while a press travels loop → supervisor → device actor → loop without a thread
-hand-off, a lock convoy or a GIL switch interval on the way: on a busy core, each of those
-cost several milliseconds.
+actor a greenlet. This one runs Pykka's loop in turns on the thread of an asyncio loop: an
+actor's turn is Pykka's own ``_actor_loop_running``, unchanged; when the inbox is empty (or
+the turn has handled its share), ``get`` ends the turn by raising out of it, before Pykka
+touches the next envelope, and the next ``put`` schedules a new turn with ``call_soon``.
+Pykka's ``_actor_loop_setup`` runs before the first turn and ``_actor_loop_teardown`` after
+the last. So every actor keeps its own inbox and handles one message at a time, in order,
+while a press travels loop → supervisor → device actor → loop without a thread hand-off, a
+lock convoy or a GIL switch interval on the way: on a busy core, each of those cost several
+milliseconds. An idle actor holds no stack at all (a suspended greenlet kept ~6 KB of C and
+Python stack per device).
 
 ``ActorRuntime`` is owned by whoever builds it: the server binds one to its own event loop;
 code without a loop (actor tests, tools) starts one on a thread of its own. Its rule: nothing
@@ -28,7 +31,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import greenlet
 import pykka
 
 logger = logging.getLogger(__name__)
@@ -204,20 +206,27 @@ class PooledFuture(pykka.ThreadingFuture[Any]):
             ) from None
 
 
+class _TurnOver(Exception):  # noqa: N818 - not an error: the way a turn ends
+    """Raised by ``_Inbox.get`` to end an actor's turn; Pykka's loop reads its inbox outside the
+    ``try`` that guards a handler, so this leaves the loop without touching any envelope."""
+
+
 class _Inbox:
-    """A pooled actor's inbox: a put wakes an idle actor by scheduling its greenlet.
+    """A pooled actor's inbox: a put wakes an idle actor by scheduling its next turn.
 
     Two lists rather than a deque: a deque's first block is ~0.7 KB, per actor, per device.
     """
 
-    __slots__ = ("_actor", "_handled", "_incoming", "_lock", "_outgoing", "_scheduled")
+    __slots__ = ("_actor", "_handled", "_incoming", "_lock", "_outgoing", "_scheduled", "_turns")
 
     def __init__(self) -> None:
         self._incoming: list[Any] = []
         self._outgoing: list[Any] = []  # reversed: the next message is last
         self._lock = threading.Lock()
-        self._scheduled = True  # until the actor's greenlet first runs, it is as good as scheduled
+        self._scheduled = True  # until the actor's first turn, it is as good as scheduled
         self._handled = 0
+        self._turns = True
+        """False once the actor has stopped: its teardown takes what is left in one go."""
         self._actor: PooledActor | None = None
 
     def put(self, envelope: Any, /) -> None:
@@ -238,22 +247,25 @@ class _Inbox:
         actor.runtime.call_soon(actor._resume)
 
     def get(self) -> Any:
-        """Called only by the actor's own loop, on its greenlet: waits by switching to the loop."""
-        while True:
-            with self._lock:
-                if self._handled >= MESSAGES_PER_TURN:
-                    envelope = None  # a turn is over: stay scheduled, let the others run
-                else:
-                    envelope = self._pop()
-                    if envelope is None:
-                        self._scheduled = False
-                if envelope is not None:
-                    self._handled += 1
-                    return envelope
-            assert self._actor is not None
-            if self._handled >= MESSAGES_PER_TURN:
-                self._actor.runtime.call_soon(self._actor._resume)
-            self._actor._yield_turn()
+        """Called only by the actor's own loop, in its turn: the next envelope, or _TurnOver."""
+        with self._lock:
+            if self._turns and self._handled >= MESSAGES_PER_TURN:
+                envelope = None  # a turn is over: stay scheduled, let the others run
+            else:
+                envelope = self._pop()
+                if envelope is None:
+                    self._scheduled = False
+            if envelope is not None:
+                self._handled += 1
+                return envelope
+        assert self._actor is not None
+        if self._handled >= MESSAGES_PER_TURN:
+            self._actor.runtime.call_soon(self._actor._resume)
+        raise _TurnOver
+
+    def end_turns(self) -> None:
+        """The actor has stopped: its teardown takes every envelope left, however many."""
+        self._turns = False
 
     def empty(self) -> bool:
         with self._lock:
@@ -282,7 +294,7 @@ class _Inbox:
 
 
 class PooledActor(pykka.Actor):
-    """A Pykka actor run by an ``ActorRuntime``: its own inbox and Pykka's own actor loop, on a greenlet.
+    """A Pykka actor run by an ``ActorRuntime``: its own inbox and Pykka's own actor loop, in turns.
 
     The runtime is the first constructor argument, so who owns it is explicit:
     ``MyActor.start(runtime, ...)``.
@@ -293,8 +305,7 @@ class PooledActor(pykka.Actor):
     def __init__(self, runtime: ActorRuntime, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.runtime = runtime
-        self._greenlet: greenlet.greenlet | None = None
-        self._hub: greenlet.greenlet | None = None
+        self._started = False
         self._finished = False
 
     @staticmethod
@@ -316,26 +327,18 @@ class PooledActor(pykka.Actor):
         self.runtime.call_soon(self._resume)
 
     def _resume(self) -> None:
-        """On the runtime's thread, from the loop: run the actor until its inbox is empty or its turn is over."""
-        self.actor_inbox.new_turn()
-        self._hub = greenlet.getcurrent()
-        if self._greenlet is None:
-            if self._finished:
-                return
-            self._greenlet = greenlet.greenlet(self._run, parent=self._hub)
-        elif self._greenlet.dead:
+        """On the runtime's thread, from the loop: one turn, until the inbox is empty or the turn's
+        share is handled; after the last, Pykka's teardown."""
+        if self._finished:
             return
-        self._greenlet.switch()
-
-    def _yield_turn(self) -> None:
-        assert self._hub is not None
-        self._hub.switch()
-
-    def _run(self) -> None:
+        self.actor_inbox.new_turn()
         try:
-            self._actor_loop()  # Pykka's own loop: on_start, messages one at a time, teardown
-        except greenlet.GreenletExit:
-            pass  # the interpreter is exiting with the actor idle: nothing to hand over
+            if not self._started:
+                self._started = True
+                self._actor_loop_setup()  # Pykka's: on_start, a failure stops the actor
+            self._actor_loop_running()  # Pykka's own loop, until get() ends the turn
+        except _TurnOver:
+            return
         except WouldDeadlock:
             # Pykka answers a BaseException in a handler by stopping every actor and waiting for
             # each in turn (stop_all); the first wait is refused here, so the rest are asked
@@ -344,10 +347,15 @@ class PooledActor(pykka.Actor):
             logger.error("%s stopped every actor after a fatal error; not waiting for them here", self)
         except BaseException:
             logger.exception("%s: its actor loop ended with an error", self)
-        finally:
-            self._finish()
+        self._finish()
 
     def _finish(self) -> None:
+        """The actor has stopped: Pykka's teardown answers what is left, then the runtime lets go."""
+        self.actor_inbox.end_turns()
+        try:
+            self._actor_loop_teardown()
+        except BaseException:
+            logger.exception("%s: its teardown failed", self)
         with self.actor_inbox._lock:
             self._finished = True
         if not self.actor_stopped.is_set():

@@ -76,11 +76,12 @@ def test_last_event_id_resumes_after_the_event_named(library: SoundLibrary) -> N
 def test_an_announcement_and_a_sound_change_are_events(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with operated(library) as op, op.device("kitchen"):
+            await op.until_device("kitchen", lambda d: d["connected"])  # the view has heard of it
             stream = await since_now(op)
             await op.post("/api/announce", {"sound": "builtin-1", "target": {"all": True}})
             _, _, announced = await first(stream, lambda e: e[1] == "announcement")
             assert announced["sound"] == "builtin-1"
-            assert announced["counts"]["started"] == 1
+            assert announced["counts"]["started"] == 1, announced["counts"]
             await op.http.put("/api/modes/0", json={"sound": "builtin-2"})
             _, _, sounds = await first(stream, lambda e: e[1] == "sounds")
             assert {"mode": 0, "sound": "builtin-2"} in sounds["modes"]
