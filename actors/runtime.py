@@ -206,7 +206,7 @@ class PooledFuture(pykka.ThreadingFuture[Any]):
             ) from None
 
 
-class _TurnOver(Exception):  # noqa: N818 - not an error: the way a turn ends
+class _TurnOver(Exception):
     """Raised by ``_Inbox.get`` to end an actor's turn; Pykka's loop reads its inbox outside the
     ``try`` that guards a handler, so this leaves the loop without touching any envelope."""
 

@@ -1,7 +1,7 @@
 """The actor runtime: one suite of Pykka's actor semantics, passed by ThreadingActor and PooledActor alike.
 
 Pykka runs its own suite once per runtime; this does the same for the runtime the server's
-actors use (greenlets on one event loop's thread), so "a pooled actor is a Pykka actor" is a
+actors use (turns on one event loop's thread), so "a pooled actor is a Pykka actor" is a
 tested fact. The cases after the suite are what only the pooled runtime promises.
 """
 
