@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cached_property
 from types import TracebackType
 from typing import Any
 
@@ -12,7 +13,7 @@ import pykka
 from actors import state as transitions
 from actors.commit import GroupCommit
 from actors.leds import LedFrame, render, server_leaving
-from actors.logs import for_device
+from actors.logs import DeviceLogger, for_device
 from actors.messages import (
     BusyShown,
     ButtonPressed,
@@ -92,7 +93,11 @@ class DeviceActor(PooledActor):
         self._sound: str | None = None
         """The name of the sound playing now."""
         self._refusals = 0
-        self._log = for_device(logger, device_id)
+
+    @cached_property
+    def _log(self) -> DeviceLogger:
+        """Made on the first line logged: an idle device's actor keeps no logger adapter."""
+        return for_device(logger, self.device_id)
 
     def on_start(self) -> None:
         self._show(self._frame())

@@ -206,6 +206,46 @@ class PooledFuture(pykka.ThreadingFuture[Any]):
             ) from None
 
 
+_waitable_guard = threading.Lock()
+
+
+class _StoppedFlag(threading.Event):
+    """Pykka's ``actor_stopped`` without a Condition until somebody waits on it.
+
+    A ``threading.Event`` holds a Condition and its deque of waiters (~0.7 KB); one per actor
+    is 0.7 KB per connected device, for a wait that hardly anyone makes.
+    """
+
+    def __init__(self) -> None:  # no Event.__init__: the waitable Event is made on first wait
+        self._stopped = False
+        self._waitable: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._stopped
+
+    def set(self) -> None:
+        with _waitable_guard:
+            self._stopped = True
+            waitable = self._waitable
+        if waitable is not None:
+            waitable.set()
+
+    def clear(self) -> None:
+        with _waitable_guard:
+            self._stopped = False
+            if self._waitable is not None:
+                self._waitable.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with _waitable_guard:
+            if self._stopped:
+                return True
+            if self._waitable is None:
+                self._waitable = threading.Event()
+            waitable = self._waitable
+        return waitable.wait(timeout)
+
+
 class _TurnOver(Exception):
     """Raised by ``_Inbox.get`` to end an actor's turn; Pykka's loop reads its inbox outside the
     ``try`` that guards a handler, so this leaves the loop without touching any envelope."""
@@ -304,6 +344,7 @@ class PooledActor(pykka.Actor):
 
     def __init__(self, runtime: ActorRuntime, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.actor_stopped = self.actor_ref.actor_stopped = _StoppedFlag()
         self.runtime = runtime
         self._started = False
         self._finished = False

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -172,53 +171,62 @@ class DeviceService(comms_pb2_grpc.DeviceServiceServicer):  # type: ignore[misc]
                 stream.slot.end(StreamEnd(grpc.StatusCode.ABORTED, "a newer audio stream replaced this one"))
             await _end(context, stream.slot)
 
-    @asynccontextmanager
-    async def _stream(self, context: AnyContext, kind: StreamKind) -> AsyncIterator[_Stream]:
-        try:
-            device_id = device_id_from(context.invocation_metadata())
-        except BadDeviceId as error:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        if self._authenticator is not None:
-            try:
-                self._authenticator.check(device_id, context.invocation_metadata())
-            except AuthError as error:
-                await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(error))
-        registration = _Registration(self._fleet, self._metrics, device_id, kind)
-        # gRPC does not always cancel a handler whose call is gone (a call cancelled as it
-        # starts), so the call's own end closes the stream with the supervisor as well.
-        context.add_done_callback(cast(Any, registration.call_ended))  # stubs want a class
-        result = await self._fleet.open_stream(device_id, context.peer(), kind)
-        if isinstance(result, StreamRefused):
-            self._metrics.streams_refused += 1
-            if result.why is Refusal.BUSY:
-                self._metrics.connects_shed += 1
-            code = _REFUSAL_CODES[result.why]
-            await _abort(context, code, result.reason)
-        link = result.link
-        assert isinstance(link, GrpcDeviceLink)
-        slot = link.attach(kind, result.stream)
-        registration.granted(result, link, slot)
-        try:
-            yield _Stream(device_id, result, link, slot)
-        finally:
-            registration.close()
+    def _stream(self, context: AnyContext, kind: StreamKind) -> _Registration:
+        """``async with``: the stream opened with the supervisor (or the call aborted with why
+        not), and closed with it however the call ends."""
+        return _Registration(self, context, kind)
 
 
 class _Registration:
-    """A stream's place with the supervisor, given back exactly once, however the call ends."""
+    """A stream's place with the supervisor, given back exactly once, however the call ends.
 
-    def __init__(self, fleet: FleetGateway, metrics: Metrics, device_id: str, kind: StreamKind) -> None:
-        self._fleet = fleet
-        self._metrics = metrics
-        self._device_id = device_id
+    A class rather than an ``asynccontextmanager``: one per stream, three per device, and a
+    suspended generator with its frame costs several hundred bytes more than these slots.
+    """
+
+    __slots__ = ("_call_over", "_closed", "_context", "_grant", "_kind", "_service", "device_id")
+
+    def __init__(self, service: DeviceService, context: AnyContext, kind: StreamKind) -> None:
+        self._service = service
+        self._context = context
         self._kind = kind
+        self.device_id = ""
         self._grant: tuple[StreamGrant, GrpcDeviceLink, StreamSlot] | None = None
         self._call_over = False
         self._closed = False
 
+    async def __aenter__(self) -> _Stream:
+        context, service = self._context, self._service
+        try:
+            self.device_id = device_id_from(context.invocation_metadata())
+        except BadDeviceId as error:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        if service._authenticator is not None:
+            try:
+                service._authenticator.check(self.device_id, context.invocation_metadata())
+            except AuthError as error:
+                await _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(error))
+        # gRPC does not always cancel a handler whose call is gone (a call cancelled as it
+        # starts), so the call's own end closes the stream with the supervisor as well.
+        context.add_done_callback(cast(Any, self.call_ended))  # stubs want a class
+        result = await service._fleet.open_stream(self.device_id, context.peer(), self._kind)
+        if isinstance(result, StreamRefused):
+            service._metrics.streams_refused += 1
+            if result.why is Refusal.BUSY:
+                service._metrics.connects_shed += 1
+            await _abort(context, _REFUSAL_CODES[result.why], result.reason)
+        link = result.link
+        assert isinstance(link, GrpcDeviceLink)
+        slot = link.attach(self._kind, result.stream)
+        self.granted(result, link, slot)
+        return _Stream(self.device_id, result, link, slot)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
     def granted(self, grant: StreamGrant, link: GrpcDeviceLink, slot: StreamSlot) -> None:
         self._grant = (grant, link, slot)
-        self._metrics.open_streams.labels(self._kind.value).inc()
+        self._service._metrics.open_streams.labels(self._kind.value).inc()
         if self._call_over:
             self.close()
 
@@ -233,9 +241,9 @@ class _Registration:
             return
         self._closed = True
         grant, link, slot = self._grant
-        self._metrics.open_streams.labels(self._kind.value).dec()
+        self._service._metrics.open_streams.labels(self._kind.value).dec()
         link.detach(slot)
-        self._fleet.close_stream(self._device_id, grant, self._kind)
+        self._service._fleet.close_stream(self.device_id, grant, self._kind)
 
 
 async def _end(context: AnyContext, slot: StreamSlot) -> NoReturn:
