@@ -79,6 +79,55 @@ def clip_figures(clips: list[list[float]], posted_at: float, length: float) -> d
     }
 
 
+def run_announcement(
+    devices: int,
+    sound: str = "builtin-3",
+    sound_seconds: float = 3.3,
+    processes: int = 1,
+    settle: float = 2.0,
+    server_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """One announcement to ``devices`` idle devices; the figures (see the module's docstring)."""
+    admin_port = _free_port()
+    api = f"http://127.0.0.1:{admin_port}"
+    posted: dict[str, Any] = {}
+    poster = threading.Thread(
+        target=announce_when_connected, args=(api, devices + 2, sound, settle, posted), daemon=True
+    )
+    poster.start()
+    options = LoadOptions(
+        scenario="idle",
+        devices=devices,
+        processes=processes,
+        duration=settle + sound_seconds + 8.0,
+        probes=2,
+        server_args=["--admin-port", str(admin_port), *(server_args or [])],
+    )
+    report = run_load(options)
+    poster.join(timeout=5)
+    if "posted_at" not in posted:
+        raise RuntimeError("the announcement was never posted (the devices did not all connect)")
+    clips = [clip for worker in report.get("_clips", []) for clip in worker]
+    return {
+        "devices": devices,
+        "sound": sound,
+        "announce_counts": posted["counts"],
+        "announce_reply_s": round(posted["answered_at"] - posted["posted_at"], 3),
+        **clip_figures(clips, posted["posted_at"], sound_seconds),
+        "probe_press_to_ack": report["probe_latency"]["press_to_ack"],
+        "lateness": report["lateness"],
+        "underruns_after_preroll": report["underruns_after_preroll"],
+        "errors": report["errors"],
+        "counters": report["counters"],
+        "usage": {
+            "server": report["usage"].get("server"),
+            "loadgen": report["usage"].get("loadgen"),
+            "machine": report["usage"].get("machine"),
+        },
+        "pinning": report["pinning"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,46 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-args", default="", help="extra server flags, space-separated")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    admin_port = _free_port()
-    api = f"http://127.0.0.1:{admin_port}"
-    posted: dict[str, Any] = {}
-    poster = threading.Thread(
-        target=announce_when_connected,
-        args=(api, args.devices + 2, args.sound, args.settle, posted),
-        daemon=True,
-    )
-    poster.start()
-    options = LoadOptions(
-        scenario="idle",
-        devices=args.devices,
-        processes=args.processes,
-        duration=args.settle + args.sound_seconds + 8.0,
-        probes=2,
-        server_args=["--admin-port", str(admin_port), *args.server_args.split()],
-    )
-    report = run_load(options)
-    poster.join(timeout=5)
-    if "posted_at" not in posted:
-        print("the announcement was never posted (devices did not connect)", file=sys.stderr)
+    try:
+        result = run_announcement(
+            args.devices,
+            args.sound,
+            args.sound_seconds,
+            args.processes,
+            args.settle,
+            args.server_args.split(),
+        )
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return 1
-    clips = [clip for worker in report.get("_clips", []) for clip in worker]
-    result = {
-        "devices": args.devices,
-        "sound": args.sound,
-        "announce_counts": posted["counts"],
-        "announce_reply_s": round(posted["answered_at"] - posted["posted_at"], 3),
-        **clip_figures(clips, posted["posted_at"], args.sound_seconds),
-        "probe_press_to_ack": report["probe_latency"]["press_to_ack"],
-        "lateness": report["lateness"],
-        "underruns_after_preroll": report["underruns_after_preroll"],
-        "errors": report["errors"],
-        "usage": {
-            "server": report["usage"].get("server"),
-            "loadgen": report["usage"].get("loadgen"),
-            "machine": report["usage"].get("machine"),
-        },
-        "pinning": report["pinning"],
-    }
     text = json.dumps(result, indent=2)
     if args.out is not None:
         args.out.write_text(text)

@@ -1,0 +1,233 @@
+"""Reaching the whole fleet at once, measured: every figure a ratio to the bare server of the same run.
+
+    python -m bench.fanout --out docs/benchmarks/fanout.json          # ~15 minutes
+    python -m bench.fanout --bare-capacity 240 --capacity 900 ...     # skip the capacity search
+
+Pinned as every benchmark here: servers on core 0, the load generator on core 1. Steps:
+
+1. ``capacity``: the on-time capacity of the bare server (20 ms packets) and of the project at its
+   default settings (elastic packets, measured admission), searched by ``bench.suite`` (on time:
+   p99 lateness ≤ 20 ms, nothing later than a 60 ms jitter buffer past the pre-roll, everyone
+   streaming; ``refused_plays`` says whether anyone was refused on the way).
+2. ``announce``: ``{"all": true}`` to 3x the bare capacity in idle devices (``bench.announce``).
+3. ``overload``: 2x the project's capacity asking to stream (refused Plays pressed again after
+   1 s ± 50 %): admitted, on time, refused-Play acks, Stop→``is_end``.
+4. ``cpu-per-packet``: 100 devices streaming 20 ms packets, project (elastic packets off, so it is
+   the same packets) and bare: server CPU per packet; and the project at its defaults.
+5. ``press-storm``: 1,000 devices pressing Mode, ~2,000 presses/s: press→LED, CPU per press.
+
+The load generator's own core is reported with each step (``loadgen_core_percent``): a step where
+it saturates (≥ 95 %) is flagged, since its figures then say more about the client than the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.announce import run_announcement
+from bench.loadgen import LoadOptions, run_load
+from bench.suite import capacity_row, parse_args, run_suite
+
+STEPS = ("capacity", "announce", "overload", "cpu-per-packet", "press-storm")
+
+
+def _loadgen_core(report: dict[str, Any]) -> float | None:
+    value = report.get("usage", {}).get("machine", {}).get("loadgen_cores_busy_percent")
+    return None if value is None else float(value)
+
+
+def _ratio(project: float | None, bare: float | None) -> float | None:
+    if project is None or not bare:
+        return None
+    return round(project / bare, 3)
+
+
+def _streaming(devices: int, duration: float, server: str, extra: list[str] | None = None) -> dict[str, Any]:
+    options = LoadOptions(
+        scenario="streaming",
+        devices=devices,
+        processes=1 if devices <= 1500 else 2,
+        duration=duration,
+        server="project" if server == "project" else "bare",
+        server_args=extra or [],
+        probes=2,
+        ramp=1.5,
+        refused_retry=1.0,
+        raw=True,
+    )
+    return run_load(options)
+
+
+def _streaming_figures(report: dict[str, Any]) -> dict[str, Any]:
+    row = capacity_row(report)
+    server = report["usage"].get("server", {})
+    counters = report.get("counters", {})
+    return {
+        **{key: row[key] for key in ("devices", "admitted", "refused_never_admitted", "refused_plays")},
+        "on_time": row["on_time"],
+        "p99_lateness_ms": row["p99_lateness_ms"],
+        "underruns_after_preroll": row["underruns_after_preroll"],
+        "play_refused_ack_p99_ms": row["play_refused_ack_p99_ms"],
+        "stop_to_end_p99_ms": row["stop_to_end_p99_ms"],
+        "probe_press_to_led_p99_ms": row["probe_press_to_led_p99_ms"],
+        "server_cpu_percent": server.get("cpu_percent_of_core"),
+        "cpu_us_per_packet": server.get("cpu_us_per_packet"),
+        "packets_per_s": server.get("packets_per_s"),
+        "duration_mismatches": counters.get("duration_mismatches", 0),
+        "decode_errors": report.get("decode_errors", 0),
+        "packet_sizes_decoded": {k: v for k, v in counters.items() if k.startswith("packets_of_")},
+        "errors": report.get("errors", {}),
+        "loadgen_core_percent": _loadgen_core(report),
+    }
+
+
+def _presses(server: str) -> dict[str, Any]:
+    options = LoadOptions(
+        scenario="mode-presses",
+        devices=1000,
+        duration=15,
+        rate=2.0,
+        server="project" if server == "project" else "bare",
+        probes=2,
+    )
+    report = run_load(options)
+    usage = report["usage"].get("server", {})
+    return {
+        "press_to_led": report["latency"]["press_to_led"],
+        "press_to_ack": report["latency"]["press_to_ack"],
+        "presses_per_s": usage.get("presses_per_s"),
+        "cpu_us_per_press": usage.get("cpu_us_per_press"),
+        "server_cpu_percent": usage.get("cpu_percent_of_core"),
+        "errors": report.get("errors", {}),
+        "loadgen_core_percent": _loadgen_core(report),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, Any] = {"command": " ".join(["python -m bench.fanout", *args.argv]), "steps": {}}
+    steps = results["steps"]
+    bare_capacity, capacity = args.bare_capacity, args.capacity
+    if "capacity" in args.steps and (bare_capacity is None or capacity is None):
+        with tempfile.TemporaryDirectory(prefix="fanout-") as scratch:
+            suite = run_suite(
+                parse_args(["--steps", "capacity", "--frames", "20", "--out-dir", scratch, "--no-plots"])
+            )
+        found = suite["capacities"]["20"]
+        bare_capacity = bare_capacity or found.get("bare")
+        capacity = capacity or found.get("project")
+        steps["capacity"] = {"capacities": found, "table": suite["capacity"]}
+    results["bare_capacity"], results["capacity"] = bare_capacity, capacity
+    if "announce" in args.steps and bare_capacity:
+        devices = 3 * bare_capacity
+        steps["announce"] = run_announcement(devices, processes=1 if devices <= 1500 else 2)
+    if "overload" in args.steps and capacity:
+        steps["overload"] = _streaming_figures(_streaming(2 * capacity, 30, "project"))
+    if "cpu-per-packet" in args.steps:
+        steps["cpu-per-packet"] = {
+            "project_20ms": _streaming_figures(
+                _streaming(100, 15, "project", ["--elastic-packets", "false"])
+            ),
+            "project_default": _streaming_figures(_streaming(100, 15, "project")),
+            "bare": _streaming_figures(_streaming(100, 15, "bare")),
+        }
+    if "press-storm" in args.steps:
+        steps["press-storm"] = {"project": _presses("project"), "bare": _presses("bare")}
+    results["targets"] = targets(results)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """Each of the issue's targets with the figure measured and whether it holds."""
+    steps, out = results["steps"], {}
+    bare, capacity = results.get("bare_capacity"), results.get("capacity")
+    if bare and capacity:
+        out["capacity_vs_bare_20ms"] = {"project": capacity, "bare": bare, "ratio": _ratio(capacity, bare)}
+        out["capacity_vs_bare_20ms"]["holds"] = capacity >= 3 * bare
+    announce = steps.get("announce")
+    if announce:
+        counts = announce["announce_counts"]
+        out["announce"] = {
+            "devices": announce["devices"],
+            "started": counts["started"],
+            "refused": counts["refused"],
+            "whole_clips": announce["whole_within_length_plus_2s"],
+            "mode_ack_p99_ms": announce["probe_press_to_ack"].get("p99_ms"),
+        }
+        out["announce"]["holds"] = (
+            counts["started"] == announce["devices"]
+            and counts["refused"] == 0
+            and announce["whole_within_length_plus_2s"] == announce["devices"]
+            and (announce["probe_press_to_ack"].get("p99_ms") or 0) <= 50
+        )
+    overload = steps.get("overload")
+    if overload and capacity:
+        admitted = overload["admitted"] or 0
+        out["overload"] = {
+            "admitted": admitted,
+            "admitted_share_of_capacity": round(admitted / capacity, 3),
+            "p99_lateness_ms": overload["p99_lateness_ms"],
+            "underruns_after_preroll": overload["underruns_after_preroll"],
+            "refused_ack_p99_ms": overload["play_refused_ack_p99_ms"],
+            "stop_to_end_p99_ms": overload["stop_to_end_p99_ms"],
+        }
+        out["overload"]["holds"] = (
+            admitted >= 0.75 * capacity
+            and (overload["p99_lateness_ms"] or 0) <= 20
+            and overload["underruns_after_preroll"] == 0
+            and (overload["play_refused_ack_p99_ms"] or 0) <= 10
+            and (overload["stop_to_end_p99_ms"] or 0) <= 25
+        )
+    cpu = steps.get("cpu-per-packet")
+    if cpu:
+        ratio = _ratio(cpu["project_20ms"]["cpu_us_per_packet"], cpu["bare"]["cpu_us_per_packet"])
+        out["cpu_per_packet_20ms"] = {
+            "project_us": cpu["project_20ms"]["cpu_us_per_packet"],
+            "bare_us": cpu["bare"]["cpu_us_per_packet"],
+            "ratio": ratio,
+            "holds": ratio is not None and ratio <= 1.0,
+        }
+    presses = steps.get("press-storm")
+    if presses:
+        project, bare_ = presses["project"], presses["bare"]
+        p99, bare_p99 = project["press_to_led"].get("p99_ms"), bare_["press_to_led"].get("p99_ms")
+        per_press = _ratio(project["cpu_us_per_press"], bare_["cpu_us_per_press"])
+        out["press_storm"] = {
+            "press_to_led_p99_ms": p99,
+            "bare_press_to_led_p99_ms": bare_p99,
+            "cpu_per_press_ratio": per_press,
+            "holds": p99 is not None and bare_p99 is not None and p99 <= bare_p99 and (per_press or 9) <= 1.5,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/fanout.json"))
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated: {', '.join(STEPS)}")
+    parser.add_argument("--bare-capacity", type=int, help="the bare server's 20 ms capacity, if known")
+    parser.add_argument("--capacity", type=int, help="the project's capacity, if known")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args.steps = [step for step in args.steps.split(",") if step]
+    unknown = set(args.steps) - set(STEPS)
+    if unknown:
+        parser.error(f"unknown steps {sorted(unknown)}; one of {', '.join(STEPS)}")
+    args.argv = sys.argv[1:] if argv is None else argv
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results["targets"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
