@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -35,6 +36,11 @@ from bench.loadgen import LoadOptions, run_load
 from bench.suite import capacity_row, parse_args, run_suite
 
 STEPS = ("capacity", "announce", "overload", "cpu-per-packet", "press-storm")
+
+
+def _all_cores() -> None:
+    """Undo the pinning a step left on this process, so the next step plans its own."""
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 def _loadgen_core(report: dict[str, Any]) -> float | None:
@@ -49,6 +55,7 @@ def _ratio(project: float | None, bare: float | None) -> float | None:
 
 
 def _streaming(devices: int, duration: float, server: str, extra: list[str] | None = None) -> dict[str, Any]:
+    _all_cores()
     options = LoadOptions(
         scenario="streaming",
         devices=devices,
@@ -88,6 +95,7 @@ def _streaming_figures(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _presses(server: str) -> dict[str, Any]:
+    _all_cores()
     options = LoadOptions(
         scenario="mode-presses",
         devices=1000,
@@ -117,7 +125,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "capacity" in args.steps and (bare_capacity is None or capacity is None):
         with tempfile.TemporaryDirectory(prefix="fanout-") as scratch:
             suite = run_suite(
-                parse_args(["--steps", "capacity", "--frames", "20", "--out-dir", scratch, "--no-plots"])
+                parse_args(
+                    [
+                        "--steps",
+                        "capacity",
+                        "--frames",
+                        "20",
+                        "--capacity-points",
+                        "7",
+                        "--out-dir",
+                        scratch,
+                        "--no-plots",
+                    ]
+                )
             )
         found = suite["capacities"]["20"]
         bare_capacity = bare_capacity or found.get("bare")
@@ -126,6 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["bare_capacity"], results["capacity"] = bare_capacity, capacity
     if "announce" in args.steps and bare_capacity:
         devices = 3 * bare_capacity
+        _all_cores()
         steps["announce"] = run_announcement(devices, processes=1 if devices <= 1500 else 2)
     if "overload" in args.steps and capacity:
         steps["overload"] = _streaming_figures(_streaming(2 * capacity, 30, "project"))

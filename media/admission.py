@@ -17,9 +17,10 @@ no better. The decision therefore rests on a measured model, not on guesses:
   has been measured, the cost is ``prior_packet_cost``.
 - **Shedding**: if admitted streams fall behind anyway (``late_ticks`` late ticks in a row: a
   misjudged burst, a noisy neighbour), packing goes to the largest packets at once; if they are
-  still late after ``shed_grace``, ``observe_lateness`` asks the transport to end the newest
-  ``shed_share`` of the streams, and the capacity is held at what was left until pacing has
-  been on time for a while (it then grows back by 2 % every ``probe_interval``).
+  late without a break for ``shed_grace`` and not catching up (a burst being worked off is),
+  ``observe_lateness`` asks the transport to end the newest ``shed_share`` of the streams, and
+  the capacity is held at what was left until pacing has been on time for a while (it then
+  grows back by 2 % every ``probe_interval``).
 
 The measured capacity never drops below ``min_capacity``; a configured ``max_streams`` caps all
 of it. A preempting Play replaces a stream and is always admitted. Pure logic with a clock
@@ -67,7 +68,9 @@ class AdmissionPolicy:
     late_ticks: int = 3
     """Late ticks in a row that mean an overload rather than a pause."""
     shed_grace: float = 0.5
-    """Seconds at the largest packets, still late, before streams are shed."""
+    """Seconds late without a break at the largest packets before streams are shed."""
+    catch_up: float = 0.9
+    """Late, but by less than this share of the lateness a grace ago: catching up, nobody is shed."""
     shed_share: float = 0.1
     """Share of the streams ended at each shedding (at least one)."""
     shed_cooldown: float = 0.5
@@ -117,9 +120,9 @@ class StreamAdmission:
         """Held after shedding: what was left streaming then."""
         self._packing = 1
         self._late_in_a_row = 0
-        self._late_since: float | None = None
+        self._grace: tuple[float, float] | None = None
+        """When the streams, late at the largest packets, started their grace, and how late they were."""
         self._pressure_until = -math.inf
-        self._at_max_since: float | None = None
         self._last_shed = -math.inf
         self._last_probe = -math.inf
         self._refusing = 0
@@ -172,10 +175,6 @@ class StreamAdmission:
                 ),
                 policy.max_frames,
             )
-        if packing == policy.max_frames and self._packing != policy.max_frames:
-            self._at_max_since = now
-        elif packing != policy.max_frames:
-            self._at_max_since = None
         self._packing = packing
 
     # -- what admission hears -----------------------------------------------------------------
@@ -243,20 +242,24 @@ class StreamAdmission:
         with self._lock:
             if lateness <= policy.lateness_limit:
                 self._late_in_a_row = 0
+                self._grace = None
                 self._probe(now, lateness)
                 return 0
             self._late_in_a_row += 1
             if self._late_in_a_row < policy.late_ticks or self.active == 0:
                 return 0
-            if now >= self._pressure_until:
-                self._pressure_until = now + policy.pressure_hold
-                self._repack(now)
-                self._at_max_since = now if self._at_max_since is None else self._at_max_since
-            else:
-                self._pressure_until = now + policy.pressure_hold
-            at_max_since = self._at_max_since if self._at_max_since is not None else now
-            if now - at_max_since < policy.shed_grace or now - self._last_shed < policy.shed_cooldown:
+            self._pressure_until = now + policy.pressure_hold
+            if self._packing != policy.max_frames:
+                self._repack(now)  # the largest packets, for every stream, at their next packet
+            if self._grace is None:
+                self._grace = (now, lateness)  # the larger packets get shed_grace to catch up
                 return 0
+            since, then = self._grace
+            if now - since < policy.shed_grace or now - self._last_shed < policy.shed_cooldown:
+                return 0
+            self._grace = (now, lateness)
+            if lateness < then * policy.catch_up:
+                return 0  # less behind than before: a burst being worked off, not an overload
             count = max(1, math.ceil(self.active * policy.shed_share))
             self.ceiling = max(policy.min_capacity, self.active - count)
             self._last_shed = self._last_probe = now

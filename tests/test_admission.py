@@ -146,6 +146,31 @@ def test_still_late_at_the_largest_packets_sheds_the_newest_tenth_and_holds_the_
     assert admission.capacity == 180
 
 
+def test_lateness_that_falls_is_a_burst_being_worked_off_and_nobody_is_shed() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    admit_all(admission, 200)
+    lateness = 0.3
+    for _ in range(40):  # two seconds of late ticks, each less late than the one before
+        assert admission.observe_lateness(lateness) == 0
+        clock.now += 0.05
+        lateness *= 0.98
+    assert admission.ceiling is None
+    assert admission.frames_per_packet() == 6, "the packets grew all the same"
+
+
+def test_a_break_in_the_lateness_starts_the_grace_again() -> None:
+    clock = Clock()
+    admission = StreamAdmission(AdmissionPolicy(), clock)
+    admit_all(admission, 100)
+    late_ticks(admission)
+    clock.now += admission.policy.shed_grace * 0.9
+    admission.observe_lateness(0.0)
+    late_ticks(admission)
+    clock.now += admission.policy.shed_grace * 0.9
+    assert late_ticks(admission) == 0
+
+
 def test_shedding_happens_at_most_once_per_cooldown() -> None:
     clock = Clock()
     admission = StreamAdmission(AdmissionPolicy(), clock)
