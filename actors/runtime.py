@@ -236,6 +236,12 @@ class _StoppedFlag(threading.Event):
             if self._waitable is not None:
                 self._waitable.clear()
 
+    def __repr__(self) -> str:
+        return f"<actor stopped: {self._stopped}>"
+
+    def _at_fork_reinit(self) -> None:
+        self._waitable = None
+
     def wait(self, timeout: float | None = None) -> bool:
         with _waitable_guard:
             if self._stopped:

@@ -21,8 +21,9 @@ from opuslib.api import libopus
 from media.opus import MAX_DECODED_FRAME_SAMPLES, SAMPLE_RATE
 
 _OK = 0
-_MAX_PACKET_BYTES = 1275 * 6 + 7
-"""The largest code-3 packet of six frames (RFC 6716 §3.2.5: 1275 bytes a frame, header included)."""
+_MAX_PACKET_BYTES = 48 * 1277 + 2
+"""Room for the largest code-3 packet: 48 frames (120 ms of 2.5 ms ones) of 1275 bytes, each with
+a two-byte length, behind the TOC and frame count bytes (RFC 6716 §3.2.5)."""
 
 libopus.opus_repacketizer_get_size.restype = ctypes.c_int
 libopus.opus_repacketizer_get_size.argtypes = []

@@ -27,6 +27,7 @@ import contextlib
 import enum
 import heapq
 import itertools
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
@@ -42,6 +43,8 @@ class FrameLike(Protocol):
 
 F = TypeVar("F", bound=FrameLike)
 F_co = TypeVar("F_co", bound=FrameLike, covariant=True)
+
+logger = logging.getLogger(__name__)
 
 
 class PlaybackEnd(enum.Enum):
@@ -112,7 +115,7 @@ class LoopClock:
 
 
 class _Playback(Generic[F]):
-    __slots__ = ("_on_end", "anchor", "channel", "frame_duration", "index", "track")
+    __slots__ = ("_on_end", "anchor", "channel", "frame_duration", "held", "index", "track")
 
     def __init__(
         self,
@@ -127,6 +130,8 @@ class _Playback(Generic[F]):
         self.frame_duration = frame_duration
         self.index = 0
         self.anchor = anchor
+        self.held = False
+        """Its reader stopped taking packets (a full channel): re-anchored, not late."""
         self._on_end: EndCallback | None = on_end
 
     def next_due(self, preroll: float) -> float:
@@ -364,14 +369,24 @@ class AudioTransport(Generic[F]):
                     playback = heapq.heappop(due)[2]
                     if self._active.get(playback.channel) is not playback:
                         continue  # stopped, or replaced by a newer playback
-                    if self._pump(playback, now):
+                    try:
+                        finished = self._pump(playback, now)
+                    except Exception:
+                        # One playback that cannot be packed must not stop the pacing of all.
+                        logger.exception("audio playback failed; ending it")
+                        self.stop(playback.channel)
+                        continue
+                    if finished:
                         del self._active[playback.channel]
                     else:
                         pumped.append(playback)
                 for playback in pumped:  # after the loop: a stalled reader's retry is due at once
                     self._schedule(playback)
                 if self._on_lateness is not None:
-                    self._on_lateness(self._worst)
+                    try:
+                        self._on_lateness(self._worst)
+                    except Exception:
+                        logger.exception("the pacing's lateness report failed")
                 await sleep(self.tick)
         finally:
             self._runner = None
@@ -389,12 +404,15 @@ class AudioTransport(Generic[F]):
         frame_duration, length = playback.frame_duration, len(track)
         due = now - playback.anchor + self.preroll
         overdue = due - playback.index * frame_duration
-        if overdue > self._worst and playback.index < length:
+        if playback.held:
+            playback.held = False  # re-anchored when its reader stalled: the reader's wait, not ours
+        elif overdue > self._worst and playback.index < length:
             self._worst = overdue
         wanted = self._packing()
         while playback.index < length and playback.index * frame_duration <= due:
             if not channel.has_room():
                 playback.anchor = now - playback.index * frame_duration
+                playback.held = True
                 return False
             packet, frames = track.packet(playback.index, wanted)
             playback.index += frames

@@ -188,7 +188,7 @@ class _Registration:
 
     def __init__(self, service: DeviceService, context: AnyContext, kind: StreamKind) -> None:
         self._service = service
-        self._context = context
+        self._context: AnyContext | None = context
         self._kind = kind
         self.device_id = ""
         self._grant: tuple[StreamGrant, GrpcDeviceLink, StreamSlot] | None = None
@@ -197,6 +197,8 @@ class _Registration:
 
     async def __aenter__(self) -> _Stream:
         context, service = self._context, self._service
+        assert context is not None, "entered once"
+        self._context = None  # the call's done-callback holds this: no cycle back to the call
         try:
             self.device_id = device_id_from(context.invocation_metadata())
         except BadDeviceId as error:

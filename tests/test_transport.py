@@ -582,3 +582,21 @@ def test_shedding_ends_the_newest_streams_with_an_end_frame_and_the_older_play_o
         await rig.transport.close()
 
     run(scenario)
+
+
+def test_a_reader_that_stalls_is_its_own_wait_not_lateness_of_the_transport() -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        stalled, reading = rig.wire(), rig.wire()
+        reading.read()
+        rig.transport.play(stalled, track("s", 200), FRAME, lambda _: None)
+        rig.transport.play(reading, track("r", 200), FRAME, lambda _: None)
+        await rig.play_for(1.0, reading)
+        assert len(stalled) == stalled.capacity, "the stalled reader's channel is full"
+        assert max(rig.lateness) < TICK, "and nothing is reported late"
+        stalled.read()
+        await rig.play_for(0.2, stalled, reading)
+        assert max(rig.lateness) < TICK, "nor when it reads again and the stream resumes"
+        await rig.transport.close()
+
+    run(scenario)
