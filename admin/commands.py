@@ -27,6 +27,9 @@ BATCH = 25
 waits behind a few of them at the supervisor (about 10 ms), not a hundred; a thousand devices
 still start within half a second."""
 
+BATCH_PAUSE_MAX = 0.05
+"""The longest pause between two batches of a bulk command."""
+
 COMMAND_TIMEOUT = 5.0
 
 
@@ -89,8 +92,13 @@ class FleetCommands:
         results: dict[str, CommandResult] = {}
         for start in range(0, len(device_ids), self._batch):
             batch = device_ids[start : start + self._batch]
+            began = self._loop.time()
             answers = await asyncio.gather(*(self.send(device_id, command(device_id)) for device_id in batch))
             results.update(zip(batch, answers, strict=True))
+            if start + self._batch < len(device_ids):
+                # As long again for everything else: the loop is never saturated by the fan-out,
+                # so a press arriving meanwhile waits behind one batch, not behind all of them.
+                await asyncio.sleep(min(self._loop.time() - began, BATCH_PAUSE_MAX))
         return results
 
 

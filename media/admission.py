@@ -8,7 +8,8 @@ no better. The decision therefore rests on a measured model, not on guesses:
   the share of the interval not spent waiting in the selector, or the process's CPU per core
   it may use, whichever is larger) and how many packets the transport pushed meanwhile. With
   packets flowing, ``busy = base + cost * packets_per_second`` gives the cost of one packet (a
-  gRPC message: that, not bytes, is what the server pays for); with too few to say, the base
+  gRPC message: that, not bytes, is what the server pays for; not read while streams are being
+  started, whose work would count as the packets'); with too few to say, the base
   load (the least of the last ``base_window`` readings, so a passing storm does not count).
 - **Packing**: the fewest frames per packet that keep the projected load at ``pack_target``
   (one frame on an idle server, up to 120 ms of them under load: ``frames_per_packet``).
@@ -113,6 +114,8 @@ class StreamAdmission:
         self.packet_cost = self.policy.prior_packet_cost
         self.measured = False
         """Whether ``packet_cost`` comes from a measurement yet."""
+        self._started_since = 0
+        """Streams admitted since the last load reading."""
         self._idle_readings: deque[float] = deque(maxlen=self.policy.base_window)
         self.busy = 0.0
         """The loop's busy share in the last interval observed."""
@@ -185,6 +188,7 @@ class StreamAdmission:
             capacity = self.capacity
             if replacing or capacity is None or self.active < capacity:
                 self.active += 1
+                self._started_since += 1
                 self._repack(self._clock())
                 if self._refusing:
                     logger.info(
@@ -215,7 +219,13 @@ class StreamAdmission:
         weight = self.policy.smoothing
         with self._lock:
             self.busy = busy
+            starting, self._started_since = self._started_since, 0
             if packets_per_second >= self.policy.min_packet_rate:
+                if starting > max(2, self.active // 50):
+                    # Streams are being started (a burst of Plays, an announcement): the loop's
+                    # work is theirs as much as the packets', so it says nothing about a packet.
+                    self._repack(self._clock())
+                    return
                 sample = max(0.0, busy - self.base) / packets_per_second
                 # Bounded: one interval can neither make packets free nor cost a millisecond.
                 sample = min(max(sample, 5e-6), 1e-3)

@@ -86,12 +86,24 @@ def test_the_measured_cost_of_a_packet_replaces_the_prior() -> None:
     admission.observe_load(0.1, 0.0)
     admit_all(admission, 100)
     packets_per_second = 100 / (admission.frames_per_packet() * 0.02)
+    admission.observe_load(0.9, packets_per_second)  # the reading while they started: skipped
     admission.observe_load(0.1 + packets_per_second * 40e-6, packets_per_second)  # 40 us a packet
     assert admission.measured
     assert admission.packet_cost == pytest.approx(40e-6, rel=0.01)
     capacity = admission.capacity
     assert capacity is not None
     assert capacity == pytest.approx((0.9 - 0.1) / (40e-6 / 0.12), rel=0.01)
+
+
+def test_the_load_while_streams_are_being_started_says_nothing_about_the_cost_of_a_packet() -> None:
+    admission = StreamAdmission(AdmissionPolicy(), Clock())
+    admission.observe_load(0.05, 0.0)
+    admit_all(admission, 500)  # an announcement: its commands, LED changes and starts are work too
+    streaming(admission, busy=0.95)
+    assert not admission.measured
+    assert admission.packet_cost == admission.policy.prior_packet_cost
+    streaming(admission, busy=0.5)  # the next reading, with no stream started: a packet's cost
+    assert admission.measured
 
 
 def test_too_few_packets_say_nothing_about_the_cost_of_one() -> None:
