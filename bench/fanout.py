@@ -12,8 +12,8 @@ Pinned as every benchmark here: servers on core 0, the load generator on core 1.
 2. ``announce``: ``{"all": true}`` to 3x the bare capacity in idle devices (``bench.announce``).
 3. ``overload``: 2x the project's capacity asking to stream (refused Plays pressed again after
    1 s ± 50 %): admitted, on time, refused-Play acks, Stop→``is_end``.
-   ``neighbour``: the same with a process spinning half of the server's core (a noisy
-   neighbour): the capacity searched under it, then 2x that, so the load generator's one core
+   ``neighbour``: the same with a process spinning on the server's core (a noisy neighbour,
+   which the scheduler gives half the core): the capacity searched under it, then 2x that, so the load generator's one core
    is not what saturates.
 4. ``cpu-per-packet``: 100 devices streaming 20 ms packets, project (elastic packets off, so it is
    the same packets) and bare: server CPU per packet; and the project at its defaults.
@@ -58,7 +58,7 @@ while True:
 @contextlib.contextmanager
 def noisy_neighbour(share: float, cores: tuple[int, ...] = (0,)) -> Iterator[None]:
     """A process spinning ``share`` of every 20 ms on the server's core: another tenant of the host."""
-    code = NEIGHBOUR.format(cores=set(cores), busy=0.02 * share, idle=0.02 * (1 - share))
+    code = NEIGHBOUR.format(cores=set(cores), busy=0.02 * share, idle=max(0.0, 0.02 * (1 - share)))
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
         yield
@@ -242,7 +242,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
             "mode_ack_p99_ms": announce["probe_press_to_ack"].get("p99_ms"),
         }
         out["announce"]["holds"] = (
-            counts["started"] == announce["devices"]
+            counts["started"] >= announce["devices"]  # the two probes may be started too
             and counts["refused"] == 0
             and announce["whole_within_length_plus_2s"] == announce["devices"]
             and (announce["probe_press_to_ack"].get("p99_ms") or 0) <= 50
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-capacity", type=int, help="the bare server's 20 ms capacity, if known")
     parser.add_argument("--capacity", type=int, help="the project's capacity, if known")
     parser.add_argument(
-        "--neighbour-share", type=float, default=0.5, help="neighbour: share of the server's core it spins"
+        "--neighbour-share", type=float, default=1.0, help="neighbour: share of the server's core it spins"
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     args.steps = [step for step in args.steps.split(",") if step]

@@ -9,7 +9,7 @@ no better. The decision therefore rests on a measured model, not on guesses:
   it may use, whichever is larger) and how many packets the transport pushed meanwhile. With
   packets flowing, ``busy = base + cost * packets_per_second`` gives the cost of one packet (a
   gRPC message: that, not bytes, is what the server pays for; not read while streams are being
-  started, whose work would count as the packets'); with too few to say, the base
+  started or stopped, whose work would count as the packets'); with too few to say, the base
   load (the least of the last ``base_window`` readings, so a passing storm does not count).
 - **Packing**: the fewest frames per packet that keep the projected load at ``pack_target``
   (one frame on an idle server, up to 120 ms of them under load: ``frames_per_packet``).
@@ -114,8 +114,8 @@ class StreamAdmission:
         self.packet_cost = self.policy.prior_packet_cost
         self.measured = False
         """Whether ``packet_cost`` comes from a measurement yet."""
-        self._started_since = 0
-        """Streams admitted since the last load reading."""
+        self._changes_since = 0
+        """Streams started or ended since the last load reading."""
         self._idle_readings: deque[float] = deque(maxlen=self.policy.base_window)
         self.busy = 0.0
         """The loop's busy share in the last interval observed."""
@@ -188,7 +188,7 @@ class StreamAdmission:
             capacity = self.capacity
             if replacing or capacity is None or self.active < capacity:
                 self.active += 1
-                self._started_since += 1
+                self._changes_since += 1
                 self._repack(self._clock())
                 if self._refusing:
                     logger.info(
@@ -219,11 +219,12 @@ class StreamAdmission:
         weight = self.policy.smoothing
         with self._lock:
             self.busy = busy
-            starting, self._started_since = self._started_since, 0
+            changes, self._changes_since = self._changes_since, 0
             if packets_per_second >= self.policy.min_packet_rate:
-                if starting > max(2, self.active // 50):
-                    # Streams are being started (a burst of Plays, an announcement): the loop's
-                    # work is theirs as much as the packets', so it says nothing about a packet.
+                if changes > max(2, self.active // 50):
+                    # Streams are being started or stopped (a burst of Plays, an announcement, a
+                    # wave of Stops): the loop's work is theirs as much as the packets', so it
+                    # says nothing about the cost of a packet.
                     self._repack(self._clock())
                     return
                 sample = max(0.0, busy - self.base) / packets_per_second
@@ -308,4 +309,5 @@ class StreamAdmission:
     def _release(self) -> None:
         with self._lock:
             self.active -= 1
+            self._changes_since += 1
             self._repack(self._clock())
