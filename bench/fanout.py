@@ -13,8 +13,8 @@ Pinned as every benchmark here: servers on core 0, the load generator on core 1.
 3. ``overload``: 2x the project's capacity asking to stream (refused Plays pressed again after
    1 s ± 50 %): admitted, on time, refused-Play acks, Stop→``is_end``.
    ``neighbour``: the same with a process spinning on the server's core (a noisy neighbour,
-   which the scheduler gives half the core): the capacity searched under it, then 2x that, so the load generator's one core
-   is not what saturates.
+   which the scheduler gives half the core): the capacity searched under it, then 2x that, so
+   the load generator's one core is not what saturates.
 4. ``cpu-per-packet``: 100 devices streaming 20 ms packets, project (elastic packets off, so it is
    the same packets) and bare: server CPU per packet; and the project at its defaults.
 5. ``press-storm``: 1,000 devices pressing Mode, ~2,000 presses/s: press→LED, CPU per press.
