@@ -8,8 +8,8 @@ no better. The decision therefore rests on a measured model, not on guesses:
   the share of the interval not spent waiting in the selector, or the process's CPU per core
   it may use, whichever is larger) and how many packets the transport pushed meanwhile. With
   packets flowing, ``busy = base + cost * packets_per_second`` gives the cost of one packet (a
-  gRPC message: that, not bytes, is what the server pays for; not read while streams are being
-  started or stopped, whose work would count as the packets'); with too few to say, the base
+  gRPC message: that, not bytes, is what the server pays for; while streams are being started or
+  stopped, whose work counts as the packets', a reading only bounds it from above); with too few to say, the base
   load (the least of the last ``base_window`` readings, so a passing storm does not count).
 - **Packing**: the fewest frames per packet that keep the projected load at ``pack_target``
   (one frame on an idle server, up to 120 ms of them under load: ``frames_per_packet``).
@@ -221,15 +221,16 @@ class StreamAdmission:
             self.busy = busy
             changes, self._changes_since = self._changes_since, 0
             if packets_per_second >= self.policy.min_packet_rate:
-                if changes > max(2, self.active // 50):
-                    # Streams are being started or stopped (a burst of Plays, an announcement, a
-                    # wave of Stops): the loop's work is theirs as much as the packets', so it
-                    # says nothing about the cost of a packet.
-                    self._repack(self._clock())
-                    return
                 sample = max(0.0, busy - self.base) / packets_per_second
                 # Bounded: one interval can neither make packets free nor cost a millisecond.
                 sample = min(max(sample, 5e-6), 1e-3)
+                if changes > max(2, self.active // 50):
+                    # Streams are being started or stopped (a burst of Plays, an announcement, a
+                    # wave of Stops): the loop's work is theirs as much as the packets', so the
+                    # reading is only a bound: a packet costs at most that much.
+                    self.packet_cost = min(self.packet_cost, sample)
+                    self._repack(self._clock())
+                    return
                 if self.measured:
                     self.packet_cost += weight * (sample - self.packet_cost)
                 else:

@@ -95,13 +95,17 @@ def test_the_measured_cost_of_a_packet_replaces_the_prior() -> None:
     assert capacity == pytest.approx((0.9 - 0.1) / (40e-6 / 0.12), rel=0.01)
 
 
-def test_the_load_while_streams_are_being_started_says_nothing_about_the_cost_of_a_packet() -> None:
+def test_the_load_while_streams_are_being_started_only_bounds_the_cost_of_a_packet() -> None:
     admission = StreamAdmission(AdmissionPolicy(), Clock())
     admission.observe_load(0.05, 0.0)
     admit_all(admission, 500)  # an announcement: its commands, LED changes and starts are work too
-    streaming(admission, busy=0.95)
+    streaming(admission, busy=0.95)  # dearer than the prior says: proves nothing
     assert not admission.measured
     assert admission.packet_cost == admission.policy.prior_packet_cost
+    admit_all(admission, 100)
+    streaming(admission, busy=0.35)  # cheaper: packets cost at most this, starts included
+    assert admission.packet_cost == pytest.approx(0.3 / (600 / 0.12))
+    assert not admission.measured
     streaming(admission, busy=0.5)  # the next reading, with no stream started: a packet's cost
     assert admission.measured
 
