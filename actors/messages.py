@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
 
 from actors.ports import CloseCause, DeviceLink
 from actors.state import ButtonInput, Command, DeviceState
@@ -112,10 +111,6 @@ class StreamClosed:
 
 @dataclass(frozen=True, slots=True)
 class RouteButton:
-    urgent: ClassVar[bool] = True
-    """Ahead of bulk work in the supervisor's inbox (see ``actors.runtime``): a press is answered
-    promptly while an announcement to the fleet is being routed."""
-
     device_id: str
     session: int
     input: ButtonInput
@@ -190,8 +185,6 @@ class Drain:
 
 @dataclass(frozen=True, slots=True)
 class ButtonPressed:
-    urgent: ClassVar[bool] = True
-
     input: ButtonInput
     reply: AckReply
     received_at: float | None = None

@@ -263,14 +263,11 @@ class _Inbox:
     Two lists rather than a deque: a deque's first block is ~0.7 KB, per actor, per device.
     """
 
-    __slots__ = ("_actor", "_handled", "_incoming", "_lock", "_outgoing", "_scheduled", "_turns", "_urgent")
+    __slots__ = ("_actor", "_handled", "_incoming", "_lock", "_outgoing", "_scheduled", "_turns")
 
     def __init__(self) -> None:
         self._incoming: list[Any] = []
         self._outgoing: list[Any] = []  # reversed: the next message is last
-        self._urgent: list[Any] | None = None
-        """Messages whose class says ``urgent`` (a device's press), taken before the others, in
-        their own order; made on the first one."""
         self._lock = threading.Lock()
         self._scheduled = True  # until the actor's first turn, it is as good as scheduled
         self._handled = 0
@@ -285,12 +282,7 @@ class _Inbox:
                 late = True
             else:
                 late = False
-                if getattr(envelope.message, "urgent", False):
-                    if self._urgent is None:
-                        self._urgent = []
-                    self._urgent.append(envelope)
-                else:
-                    self._incoming.append(envelope)
+                self._incoming.append(envelope)
                 if self._scheduled:
                     return
                 self._scheduled = True
@@ -323,7 +315,7 @@ class _Inbox:
 
     def empty(self) -> bool:
         with self._lock:
-            return not self._incoming and not self._outgoing and not self._urgent
+            return not self._incoming and not self._outgoing
 
     def new_turn(self) -> None:
         self._handled = 0
@@ -331,13 +323,11 @@ class _Inbox:
     def drain_after_finish(self) -> list[Any]:
         with self._lock:
             self._outgoing.reverse()
-            left = (self._urgent or []) + self._outgoing + self._incoming
-            self._outgoing, self._incoming, self._urgent = [], [], None
+            left = self._outgoing + self._incoming
+            self._outgoing, self._incoming = [], []
             return left
 
     def _pop(self) -> Any | None:
-        if self._urgent:
-            return self._urgent.pop(0)  # a handful at most: presses wait for their acks
         if not self._outgoing:
             if not self._incoming:
                 return None

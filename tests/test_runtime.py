@@ -283,34 +283,6 @@ def test_a_busy_pooled_actor_lets_the_others_run_between_its_turns(own_runtime: 
     assert [m for m in handled if isinstance(m, int)] == list(range(MESSAGES_PER_TURN * 4))
 
 
-@dataclass(frozen=True)
-class Urgent:
-    urgent: ClassVar[bool] = True
-    n: int
-
-
-def test_a_pooled_actor_takes_urgent_messages_before_those_queued_ahead_of_them(
-    own_runtime: ActorRuntime,
-) -> None:
-    PooledBehaviour.runtime_for_tests = own_runtime
-    shared = Outside()
-    actor = PooledBehaviour.start(shared)
-    actor.ask("ready")
-    queued = threading.Event()
-
-    def queue() -> None:  # on the runtime's thread: all in place before the actor's turn
-        for n in range(5):
-            actor.tell(n)
-        actor.tell(Urgent(1))
-        actor.tell(Urgent(2))
-        queued.set()
-
-    own_runtime.call_soon(queue)
-    assert queued.wait(5)
-    actor.ask("after")
-    assert shared.seen[1:] == [Urgent(1), Urgent(2), 0, 1, 2, 3, 4, "after"]
-
-
 def test_waiting_for_a_pooled_actor_on_the_runtimes_thread_raises_instead_of_deadlocking(
     own_runtime: ActorRuntime,
 ) -> None:
