@@ -138,3 +138,12 @@ def test_the_streams_cpu_share_setting_reaches_admission_control(library: SoundL
     plane = ControlPlane(replace(TEST_CONFIG, stream_cpu_percent=70), library)
     plane.store.close()
     assert plane.admission.policy.busy_target == pytest.approx(0.7)
+
+
+def test_elastic_packets_off_keeps_every_stream_at_one_frame_per_packet(library: SoundLibrary) -> None:
+    plane = ControlPlane(replace(TEST_CONFIG, elastic_packets=False), library)
+    plane.store.close()
+    assert plane.admission.policy.max_frames == 1
+    plane = ControlPlane(TEST_CONFIG, library)
+    plane.store.close()
+    assert plane.admission.policy.max_frames == 120 // library.frame_ms
