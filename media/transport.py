@@ -292,6 +292,8 @@ class AudioTransport(Generic[F]):
         self.frames_pushed = 0
         self.shed_total = 0
         self._worst = 0.0
+        self._lag = 0.0
+        """How much later than asked the current tick woke: the loop's own delay."""
         self._active: dict[AudioChannel[F], _Playback[F]] = {}
         self._due: list[tuple[float, int, _Playback[F]]] = []
         """Heap of (next packet due, tie-breaker, playback); stopped playbacks are skipped when popped."""
@@ -359,10 +361,12 @@ class AudioTransport(Generic[F]):
 
     async def _run(self) -> None:
         clock_now, sleep = self.clock.now, self.clock.sleep
+        expected = clock_now()
         try:
             while self._active:
                 now = clock_now()
                 self._worst = 0.0
+                self._lag = max(0.0, now - expected)
                 due = self._due
                 pumped: list[_Playback[F]] = []
                 while due and due[0][0] <= now:
@@ -387,6 +391,7 @@ class AudioTransport(Generic[F]):
                         self._on_lateness(self._worst)
                     except Exception:
                         logger.exception("the pacing's lateness report failed")
+                expected = clock_now() + self.tick
                 await sleep(self.tick)
         finally:
             self._runner = None
@@ -405,7 +410,10 @@ class AudioTransport(Generic[F]):
         due = now - playback.anchor + self.preroll
         overdue = due - playback.index * frame_duration
         if playback.held:
-            playback.held = False  # re-anchored when its reader stalled: the reader's wait, not ours
+            # Re-anchored when its channel was full: the reader's wait, not the transport's; of
+            # it only this tick's own delay counts (a held loop drains no channel either).
+            playback.held = False
+            self._worst = max(self._worst, self._lag)
         elif overdue > self._worst and playback.index < length:
             self._worst = overdue
         wanted = self._packing()

@@ -600,3 +600,20 @@ def test_a_reader_that_stalls_is_its_own_wait_not_lateness_of_the_transport() ->
         await rig.transport.close()
 
     run(scenario)
+
+
+def test_a_held_loop_is_late_even_for_streams_whose_channels_it_left_full() -> None:
+    """The loop that paces also drains the channels: held, it fills them, and is still late."""
+
+    async def scenario() -> None:
+        rig = Rig()
+        full = rig.wire()
+        rig.transport.play(full, track("f", 200), FRAME, lambda _: None)
+        await rig.play_for(0.5)
+        assert len(full) == full.capacity
+        assert max(rig.lateness) < TICK
+        await rig.clock.stall(0.1)
+        assert rig.lateness[-1] > 0.09, "the tick ran 100 ms late: that is the transport's lateness"
+        await rig.transport.close()
+
+    run(scenario)
