@@ -294,6 +294,8 @@ class AudioTransport(Generic[F]):
         self._worst = 0.0
         self._lag = 0.0
         """How much later than asked the current tick woke: the loop's own delay."""
+        self._held = 0
+        self._worst_held = 0.0
         self._active: dict[AudioChannel[F], _Playback[F]] = {}
         self._due: list[tuple[float, int, _Playback[F]]] = []
         """Heap of (next packet due, tie-breaker, playback); stopped playbacks are skipped when popped."""
@@ -365,7 +367,8 @@ class AudioTransport(Generic[F]):
         try:
             while self._active:
                 now = clock_now()
-                self._worst = 0.0
+                self._worst = self._worst_held = 0.0
+                self._held = 0
                 self._lag = max(0.0, now - expected)
                 due = self._due
                 pumped: list[_Playback[F]] = []
@@ -386,6 +389,10 @@ class AudioTransport(Generic[F]):
                         pumped.append(playback)
                 for playback in pumped:  # after the loop: a stalled reader's retry is due at once
                     self._schedule(playback)
+                if self._held > max(HELD_ALONE, len(self._active) * HELD_SHARE):
+                    # So many full channels at once are not devices that stopped reading but the
+                    # server's own writes falling behind: their lateness is the transport's.
+                    self._worst = max(self._worst, self._worst_held)
                 if self._on_lateness is not None:
                     try:
                         self._on_lateness(self._worst)
@@ -411,9 +418,12 @@ class AudioTransport(Generic[F]):
         overdue = due - playback.index * frame_duration
         if playback.held:
             # Re-anchored when its channel was full: the reader's wait, not the transport's; of
-            # it only this tick's own delay counts (a held loop drains no channel either).
+            # it only this tick's own delay counts (a held loop drains no channel either), unless
+            # too many are held at once (see _run).
             playback.held = False
             self._worst = max(self._worst, self._lag)
+            self._held += 1
+            self._worst_held = max(self._worst_held, overdue)
         elif overdue > self._worst and playback.index < length:
             self._worst = overdue
         wanted = self._packing()
@@ -428,6 +438,12 @@ class AudioTransport(Generic[F]):
             self.frames_pushed += frames
             channel.push(packet, playback if playback.index >= length else None, frames)
         return playback.index >= length
+
+
+HELD_ALONE = 2
+HELD_SHARE = 0.1
+"""More streams than this share (and than HELD_ALONE) with a full channel in one tick: the writes
+are behind, not the devices."""
 
 
 def _one_frame() -> int:

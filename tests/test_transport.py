@@ -617,3 +617,17 @@ def test_a_held_loop_is_late_even_for_streams_whose_channels_it_left_full() -> N
         await rig.transport.close()
 
     run(scenario)
+
+
+def test_many_full_channels_at_once_are_the_transport_falling_behind_not_their_readers() -> None:
+    async def scenario() -> None:
+        rig = Rig()
+        wires = [rig.wire() for _ in range(5)]
+        for index, wire in enumerate(wires):
+            rig.transport.play(wire, track(f"w{index}-", 400), FRAME, lambda _: None)
+        await rig.play_for(1.0)  # nobody reads: every channel full, as when writes back up
+        assert all(len(wire) == wire.capacity for wire in wires)
+        assert max(rig.lateness[-10:]) > PREROLL, "five of five held: reported late"
+        await rig.transport.close()
+
+    run(scenario)
