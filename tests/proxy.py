@@ -27,6 +27,25 @@ def free_port() -> int:
         return port
 
 
+def free_ports_in_a_row(count: int) -> int:
+    """The first of ``count`` consecutive free ports (a server with workers listens on port + index)."""
+    for _ in range(100):
+        first = free_port()
+        probes = []
+        try:
+            for port in range(first, first + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def config_for(replicas: Sequence[str], shipped: str | None = None) -> str:
     """The shipped config with one `server` line per replica (HOST:PORT) instead of its own."""
     text = SHIPPED_CONFIG.read_text() if shipped is None else shipped

@@ -15,7 +15,7 @@ from actors.leds import STATUS_IDLE, mode_leds
 from cluster.workers import RestartPolicy, may_restart, shifted_port, worker_command
 from simulator import Button, SimulatedDevice
 from tests.live import run, shows
-from tests.proxy import free_port
+from tests.proxy import free_port, free_ports_in_a_row
 from tests.server_process import ServerProcess
 
 
@@ -68,7 +68,7 @@ def wait_serving(admin_ports: list[int], timeout: float = 30) -> None:
 
 
 def test_two_workers_serve_share_state_and_a_dead_worker_is_restarted(tmp_path: Path) -> None:
-    port, admin = free_port(), free_port()
+    port, admin = free_port(), free_ports_in_a_row(2)
     admin_ports = [admin, admin + 1]
     server = ServerProcess(
         tmp_path / "server.log",
