@@ -224,6 +224,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _overload_target(figures: dict[str, Any], capacity: int) -> dict[str, Any]:
+    """An overload's figures against the issue's target for it, and whether it holds."""
+    admitted = figures["admitted"] or 0
+    target = {
+        "admitted": admitted,
+        "admitted_share_of_capacity": round(admitted / capacity, 3),
+        "p99_lateness_ms": figures["p99_lateness_ms"],
+        "underruns_after_preroll": figures["underruns_after_preroll"],
+        "refused_ack_p99_ms": figures["play_refused_ack_p99_ms"],
+        "stop_to_end_p99_ms": figures["stop_to_end_p99_ms"],
+    }
+    target["holds"] = (
+        admitted >= 0.75 * capacity
+        and (figures["p99_lateness_ms"] or 0) <= 20
+        and figures["underruns_after_preroll"] == 0
+        and (figures["play_refused_ack_p99_ms"] or 0) <= 10
+        and (figures["stop_to_end_p99_ms"] or 0) <= 25
+    )
+    return target
+
+
 def targets(results: dict[str, Any]) -> dict[str, Any]:
     """Each of the issue's targets with the figure measured and whether it holds."""
     steps, out = results["steps"], {}
@@ -249,45 +270,16 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         )
     overload = steps.get("overload")
     if overload and capacity:
-        admitted = overload["admitted"] or 0
-        out["overload"] = {
-            "admitted": admitted,
-            "admitted_share_of_capacity": round(admitted / capacity, 3),
-            "p99_lateness_ms": overload["p99_lateness_ms"],
-            "underruns_after_preroll": overload["underruns_after_preroll"],
-            "refused_ack_p99_ms": overload["play_refused_ack_p99_ms"],
-            "stop_to_end_p99_ms": overload["stop_to_end_p99_ms"],
-        }
-        out["overload"]["holds"] = (
-            admitted >= 0.75 * capacity
-            and (overload["p99_lateness_ms"] or 0) <= 20
-            and overload["underruns_after_preroll"] == 0
-            and (overload["play_refused_ack_p99_ms"] or 0) <= 10
-            and (overload["stop_to_end_p99_ms"] or 0) <= 25
-        )
+        out["overload"] = _overload_target(overload, capacity)
     neighbour = steps.get("neighbour")
     if neighbour and neighbour["overload"]:
-        figures, capacity_ = neighbour["overload"], neighbour["capacity"]
-        admitted = figures["admitted"] or 0
         out["overload_with_neighbour"] = {
             "neighbour_share_of_core": neighbour["share_of_core"],
-            "capacity": capacity_,
-            "devices": figures["devices"],
-            "admitted": admitted,
-            "admitted_share_of_capacity": round(admitted / capacity_, 3),
-            "p99_lateness_ms": figures["p99_lateness_ms"],
-            "underruns_after_preroll": figures["underruns_after_preroll"],
-            "refused_ack_p99_ms": figures["play_refused_ack_p99_ms"],
-            "stop_to_end_p99_ms": figures["stop_to_end_p99_ms"],
-            "loadgen_core_percent": figures["loadgen_core_percent"],
+            "capacity": neighbour["capacity"],
+            "devices": neighbour["overload"]["devices"],
+            "loadgen_core_percent": neighbour["overload"]["loadgen_core_percent"],
+            **_overload_target(neighbour["overload"], neighbour["capacity"]),
         }
-        out["overload_with_neighbour"]["holds"] = (
-            admitted >= 0.75 * capacity_
-            and (figures["p99_lateness_ms"] or 0) <= 20
-            and figures["underruns_after_preroll"] == 0
-            and (figures["play_refused_ack_p99_ms"] or 0) <= 10
-            and (figures["stop_to_end_p99_ms"] or 0) <= 25
-        )
     cpu = steps.get("cpu-per-packet")
     if cpu:
         ratio = _ratio(cpu["project_20ms"]["cpu_us_per_packet"], cpu["bare"]["cpu_us_per_packet"])
