@@ -105,6 +105,32 @@ class GroupCommit:
     def clear_desired(self, device_id: str, mode: int) -> None:
         self._store.clear_desired(device_id, mode)
 
+    def count(self) -> int:
+        return self._store.count()
+
+    def unseen_since(self, moment: float) -> list[str]:
+        """Not the devices with a save on its way: they have just been seen."""
+        return [device_id for device_id in self._store.unseen_since(moment) if not self._saving(device_id)]
+
+    def touch(self, device_ids: Sequence[str], moment: float) -> None:
+        self._store.touch(device_ids, moment)
+
+    def remove(
+        self, device_ids: Sequence[str], unseen_since: float | None, done: Callable[[frozenset[str]], None]
+    ) -> None:
+        """Delete the records. An operator's removal (no ``unseen_since``) drops the devices' saves
+        not yet sent, which would write the records back; a sweep leaves out the devices with a
+        save on its way."""
+        if unseen_since is not None:
+            device_ids = [device_id for device_id in device_ids if not self._saving(device_id)]
+        else:
+            for device_id in device_ids:
+                self.forget(device_id)
+        self._store.remove(device_ids, unseen_since, done)
+
+    def _saving(self, device_id: str) -> bool:
+        return device_id in self._pending or (self._in_flight is not None and device_id in self._in_flight)
+
     @property
     def idle(self) -> bool:
         """Nothing waiting to be saved and no batch out."""

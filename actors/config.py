@@ -76,6 +76,10 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auth_secret_file: Path | None = None
+    max_device_records: int = 10_000
+    """Without device authentication: device records kept at most (0: no cap)."""
+    device_retention_days: float = 30.0
+    """Without device authentication: days the record of a device not seen is kept (0: forever)."""
     store: str = ""
     """Empty: the SQLite file ``state_db``; ``redis://HOST:PORT/DB``: Redis, shared by replicas."""
     replica_id: str = ""
@@ -156,6 +160,8 @@ class ServerConfig:
             raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("mutual TLS (--tls-client-ca) needs the server's own --tls-cert and --tls-key")
+        if self.max_device_records < 0 or self.device_retention_days < 0:
+            raise ValueError("the device record cap and retention must be >= 0 (0: none)")
         if not 1 <= self.workers <= 256:
             raise ValueError(f"workers must be 1..256 (or auto), not {self.workers}")
         if self.workers > 1 and self.port == 0:
@@ -322,6 +328,20 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "ACP_AUTH_SECRET_FILE",
         Path,
         "file holding the secret for per-device tokens: every stream then needs device-token metadata",
+    ),
+    (
+        "max_device_records",
+        "ACP_MAX_DEVICE_RECORDS",
+        int,
+        "without --auth-secret-file: device records kept at most; a new device beyond them is refused"
+        " with RESOURCE_EXHAUSTED, a known one always gets in (0: no cap)",
+    ),
+    (
+        "device_retention_days",
+        "ACP_DEVICE_RETENTION_DAYS",
+        float,
+        "without --auth-secret-file: days the record of a device not seen is kept before a sweep"
+        " deletes it (0: kept until an operator removes it)",
     ),
     (
         "store",

@@ -162,6 +162,33 @@ class DeviceFailed:
     error: str
 
 
+class RemovalOutcome(enum.Enum):
+    """How an operator's removal of a device's record ended; the API picks its reply from it."""
+
+    REMOVED = "removed"
+    CONNECTED = "connected"
+    """The device is connected here: its record stays."""
+    KEPT = "kept"
+    """The store kept the record: another server holds the device, or it had just been seen."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDevice:
+    """An operator's request to forget a device that is not connected: its state, tags and
+    desired mode. A device that connects afterwards is a new one."""
+
+    device_id: str
+    reply: Callable[[RemovalOutcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRecords:
+    """Delete the records of the devices not seen within the retention, as of ``now``."""
+
+    now: float
+    reply: Callable[[frozenset[str]], None]
+
+
 @dataclass(frozen=True, slots=True)
 class FleetStatus:
     connected: int

@@ -23,3 +23,6 @@ class FleetListener:
 
     def desired_mode(self, device_id: str, mode: int | None) -> None:
         """A mode for an offline device is kept for its reconnect (None: applied, or cleared)."""
+
+    def devices_removed(self, device_ids: frozenset[str]) -> None:
+        """The devices' records are gone (an operator removed them, or the retention did)."""

@@ -59,6 +59,26 @@ class StateStore(Protocol):
         """Forget the desired mode if it is still ``mode`` (it has been applied)."""
         ...
 
+    def count(self) -> int:
+        """How many device records are kept: what a cap on them counts."""
+        ...
+
+    def unseen_since(self, moment: float) -> list[str]:
+        """The devices whose record was last saved before ``moment`` (wall-clock seconds)."""
+        ...
+
+    def touch(self, device_ids: Sequence[str], moment: float) -> None:
+        """Mark the records as seen at ``moment``: devices connected all along, so that no
+        other process sharing the store takes them for gone."""
+        ...
+
+    def remove(
+        self, device_ids: Sequence[str], unseen_since: float | None, done: Callable[[frozenset[str]], None]
+    ) -> None:
+        """Delete the devices' records (with ``unseen_since``: only those not saved since then);
+        ``done`` is told the ids deleted, at once for a local store, later for a network one."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -78,6 +98,10 @@ class DeferredSaves(Protocol):
 
 class StoreUnavailable(RuntimeError):
     """A shared store cannot be reached now: the message says so and what the caller should do."""
+
+
+class StoreFull(RuntimeError):
+    """The store keeps as many device records as it may, and this device is not one of them."""
 
 
 class StoreError(RuntimeError):
@@ -139,6 +163,45 @@ class MemoryStateStore:
     def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         for device_id, state in states:
             self.save(device_id, state)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def unseen_since(self, moment: float) -> list[str]:
+        with self._lock:
+            return [
+                record.device_id
+                for record in self._records.values()
+                if record.last_seen is None or record.last_seen < moment
+            ]
+
+    def touch(self, device_ids: Sequence[str], moment: float) -> None:
+        with self._lock:
+            for device_id in device_ids:
+                record = self._records.get(device_id)
+                if record is not None:
+                    self._records[device_id] = replace(record, last_seen=moment)
+
+    def remove(
+        self, device_ids: Sequence[str], unseen_since: float | None, done: Callable[[frozenset[str]], None]
+    ) -> None:
+        removed: set[str] = set()
+        with self._lock:
+            for device_id in device_ids:
+                record = self._records.get(device_id)
+                if record is None:
+                    continue
+                if (
+                    unseen_since is not None
+                    and record.last_seen is not None
+                    and record.last_seen >= unseen_since
+                ):
+                    continue
+                del self._records[device_id]
+                self._states.pop(device_id, None)
+                removed.add(device_id)
+        done(frozenset(removed))
 
     def close(self) -> None:
         pass
@@ -294,6 +357,51 @@ class SqliteStateStore:
                 "UPDATE devices SET desired_mode = NULL WHERE device_id = ? AND desired_mode = ?",
                 (device_id, mode),
             )
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM devices").fetchone()[0])
+
+    def unseen_since(self, moment: float) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id FROM devices WHERE updated_at < ?", (moment,)
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def touch(self, device_ids: Sequence[str], moment: float) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE devices SET updated_at = max(updated_at, ?) WHERE device_id = ?",
+                    [(moment, device_id) for device_id in device_ids],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def remove(
+        self, device_ids: Sequence[str], unseen_since: float | None, done: Callable[[frozenset[str]], None]
+    ) -> None:
+        """One transaction; a device saved since ``unseen_since`` (by any process) is kept."""
+        removed: set[str] = set()
+        before = float("inf") if unseen_since is None else unseen_since
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for device_id in device_ids:
+                    cursor = self._db.execute(
+                        "DELETE FROM devices WHERE device_id = ? AND updated_at < ?", (device_id, before)
+                    )
+                    if cursor.rowcount:
+                        removed.add(device_id)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        done(frozenset(removed))
 
     def close(self) -> None:
         self._closing.set()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +40,8 @@ from actors.messages import (
     OpenStream,
     PlaybackEnded,
     Refusal,
+    RemovalOutcome,
+    RemoveDevice,
     Retire,
     Retired,
     RouteButton,
@@ -50,10 +53,12 @@ from actors.messages import (
     StreamKind,
     StreamOpened,
     StreamRefused,
+    SweepRecords,
 )
 from actors.news import FleetListener
 from actors.observer import FleetObserver
 from actors.ports import CloseCause, DeviceLink, LinkFactory, Sounds
+from actors.records import RecordKeeper, RecordLimits
 from actors.runtime import ActorRuntime, PooledActor, tell_if_alive
 from actors.state import DeviceState, Fault, SetMode
 from media.admission import StreamAdmission
@@ -67,6 +72,7 @@ class SupervisorPolicy:
     max_restarts: int = 5
     restart_window: float = 60.0
     retire_timeout: float = 2.0
+    records: RecordLimits = field(default_factory=RecordLimits)
 
 
 @dataclass
@@ -91,7 +97,7 @@ class _Retiring:
 
     actor_urn: str
     state: DeviceState
-    waiting: list[OpenStream | RouteCommand] = field(default_factory=list)
+    waiting: list[OpenStream | RouteCommand | RemoveDevice] = field(default_factory=list)
     moved: bool = False
     """Another server owns the device: its final state here is stale and is not saved."""
 
@@ -122,6 +128,7 @@ class SupervisorActor(PooledActor):
         self._policy = policy or SupervisorPolicy()
         self._observer = observer or FleetObserver()
         self._admission = admission or StreamAdmission()
+        self._records = RecordKeeper(store, self._policy.records)
         self._devices: dict[str, _Device] = {}
         self._retiring: dict[str, _Retiring] = {}
         self._counter = 0
@@ -138,6 +145,10 @@ class SupervisorActor(PooledActor):
                 self._route_button(message)
             case RouteCommand():
                 self._route_command(message)
+            case RemoveDevice():
+                self._remove(message)
+            case SweepRecords(now=now, reply=reply):
+                self._sweep(now, reply)
             case PlaybackEnded(device_id=device_id):
                 device = self._devices.get(device_id)
                 if device is not None:
@@ -187,6 +198,8 @@ class SupervisorActor(PooledActor):
                     waiting.reply(
                         StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING)
                     )
+                elif isinstance(waiting, RemoveDevice):
+                    waiting.reply(RemovalOutcome.CONNECTED)
                 else:
                     waiting.reply(CommandResult(CommandOutcome.OFFLINE))
         self._retiring.clear()
@@ -218,6 +231,10 @@ class SupervisorActor(PooledActor):
                         Refusal.FULL,
                     )
                 )
+                return
+            refusal = self._records.refusal(device_id)
+            if refusal is not None:
+                message.reply(StreamRefused(refusal, Refusal.FULL))
                 return
             device = self._start_device(device_id, peer)
         elif replaced:
@@ -333,6 +350,8 @@ class SupervisorActor(PooledActor):
         for waiting in retiring.waiting:
             if isinstance(waiting, OpenStream):
                 self._open_stream(waiting)
+            elif isinstance(waiting, RemoveDevice):
+                self._remove(waiting)
             else:
                 self._route_command(waiting)
 
@@ -372,6 +391,38 @@ class SupervisorActor(PooledActor):
             self._news.desired_mode(device_id, command.mode)
             for_device(logger, device_id).info("mode %d kept for its reconnect", command.mode)
             message.reply(CommandResult(CommandOutcome.DESIRED))
+
+    def _remove(self, message: RemoveDevice) -> None:
+        """Decided here, where connects are: a device connected (or still handing over its final
+        state) keeps its record."""
+        device_id = message.device_id
+        retiring = self._retiring.get(device_id)
+        if retiring is not None:
+            retiring.waiting.append(message)  # decided once its final state is in
+            return
+        if device_id in self._devices:
+            message.reply(RemovalOutcome.CONNECTED)
+            return
+        news = self._news
+
+        def removed(gone: bool) -> None:
+            if gone:
+                news.devices_removed(frozenset((device_id,)))
+                for_device(logger, device_id).info("record removed by an operator")
+            message.reply(RemovalOutcome.REMOVED if gone else RemovalOutcome.KEPT)
+
+        self._records.remove(device_id, removed)
+
+    def _sweep(self, now: float, reply: Callable[[frozenset[str]], None]) -> None:
+        news = self._news
+
+        def swept(gone: frozenset[str]) -> None:
+            if gone:
+                news.devices_removed(gone)
+                logger.info("removed the records of %d devices not seen within the retention", len(gone))
+            reply(gone)
+
+        self._records.sweep(now, self._devices.keys() | self._retiring.keys(), swept)
 
     def _restart(self, message: DeviceFailed) -> None:
         device = self._devices.get(message.device_id)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
-from actors.messages import CommandOutcome, CommandResult
+from actors.messages import CommandOutcome, CommandResult, RemovalOutcome
 from actors.state import Command, PlaySound, SetMode, StopSound
 from actors.store import StateStore
 from admin.access import AccessGuard, AccessPolicy, Caller, caller_of
@@ -352,6 +352,38 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         if device is None:
             raise ApiError(404, f"device {device_id!r} has never connected to this server")
         return JSONResponse(device)
+
+    @api.delete(
+        "/api/devices/{device_id:path}",
+        status_code=204,
+        responses={
+            404: {"model": ErrorReply, "description": "never seen"},
+            409: {"model": ErrorReply, "description": "connected"},
+            503: {"model": ErrorReply, "description": "no answer in time"},
+        },
+        tags=["devices"],
+    )
+    async def remove_device(device_id: str, request: Request) -> Response:
+        known(device_id)
+        holder = fleet.held_elsewhere(device_id)
+        if fleet.connected(device_id):
+            where = f" to {holder}" if holder else ""
+            raise ApiError(
+                409, f"device {device_id!r} is connected{where}; only an offline device is removed"
+            )
+        outcome = await commands.remove(device_id)
+        result = "failed" if outcome is None else outcome.value
+        record(caller_of(request.state), "device.remove", device_id, [device_id], {"result": result})
+        if outcome is RemovalOutcome.REMOVED:
+            logger.info("device %s removed by %s", device_id, caller_of(request.state).who)
+            return Response(status_code=204)
+        if outcome is None:
+            raise ApiError(503, f"device {device_id!r}: the server did not answer in time; retry")
+        raise ApiError(
+            409,
+            f"device {device_id!r} connected again, or another server holds it; only an offline device"
+            " is removed",
+        )
 
     action_errors: dict[int | str, dict[str, Any]] = {
         404: {"model": ErrorReply, "description": "never seen"},

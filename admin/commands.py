@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pykka
 
-from actors.messages import CommandOutcome, CommandResult, RouteCommand
+from actors.messages import CommandOutcome, CommandResult, RemovalOutcome, RemoveDevice, RouteCommand
 from actors.state import Command
 from rpc.loopcall import call_on_loop
 
@@ -31,6 +31,8 @@ BATCH_PAUSE_MAX = 0.05
 """The longest pause between two batches of a bulk command."""
 
 COMMAND_TIMEOUT = 5.0
+
+T = TypeVar("T")
 
 
 class Forwarder(Protocol):
@@ -70,17 +72,29 @@ class FleetCommands:
 
     async def send_here(self, device_id: str, command: Command) -> CommandResult:
         """FAILED when the device's actor cannot answer in time (or the server is stopping)."""
-        future: asyncio.Future[CommandResult] = self._loop.create_future()
+        return await self._ask(
+            lambda reply: RouteCommand(device_id, command, reply), CommandResult(CommandOutcome.FAILED)
+        )
+
+    async def remove(self, device_id: str) -> RemovalOutcome | None:
+        """The device's record removed here, unless it is connected here; None without an answer
+        in time. (A device held by another replica is that replica's: the store keeps it.)"""
+        return await self._ask(lambda reply: RemoveDevice(device_id, reply), None)
+
+    async def _ask(self, make: Callable[[Callable[[T], None]], object], failed: T) -> T:
+        """The supervisor's answer to the message ``make`` builds around a reply; ``failed`` if it
+        cannot answer in time (or the server is stopping)."""
+        future: asyncio.Future[T] = self._loop.create_future()
         loop = self._loop
 
-        def reply(result: CommandResult) -> None:
+        def reply(result: T) -> None:
             call_on_loop(loop, _resolve, future, result)
 
         try:
-            self._supervisor.tell(RouteCommand(device_id, command, reply))
+            self._supervisor.tell(make(reply))
         except pykka.ActorDeadError:
-            return CommandResult(CommandOutcome.FAILED)
-        expiry = loop.call_later(self._timeout, _resolve, future, CommandResult(CommandOutcome.FAILED))
+            return failed
+        expiry = loop.call_later(self._timeout, _resolve, future, failed)
         try:
             return await future
         finally:
@@ -102,6 +116,6 @@ class FleetCommands:
         return results
 
 
-def _resolve(future: asyncio.Future[CommandResult], result: CommandResult) -> None:
+def _resolve(future: asyncio.Future[T], result: T) -> None:
     if not future.done():
         future.set_result(result)

@@ -306,6 +306,20 @@ class FleetView(FleetListener):
             entry.tags = tags
             self._changed(entry)
 
+    def devices_removed(self, device_ids: frozenset[str]) -> None:
+        """Their records are gone (removed here, or by another replica): each leaves the view with
+        a ``removed`` event, which replaces a reader's unread news of it. A device connected by
+        now (it came back meanwhile) stays: it is a new device with a record of its own."""
+        for device_id in sorted(device_ids):
+            entry = self._entries.get(device_id)
+            if entry is None or entry.connected:
+                continue
+            del self._entries[device_id]
+            del self._order[bisect.bisect_left(self._order, device_id)]
+            self._dirty.discard(device_id)
+            self._local_dirty.discard(device_id)
+            self._hub.publish("removed", f"device:{device_id}", {"device_id": device_id})
+
     def server_leaving(self) -> None:
         self.leaving = True
         for entry in self._entries.values():

@@ -39,7 +39,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from actors.state import DeviceState
-from actors.store import DeviceRecord, SaveOutcome, StoreUnavailable
+from actors.store import DeviceRecord, SaveOutcome, StoreFull, StoreUnavailable
 from cluster.redis_io import follow, text, write_in_order
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "acp:"
 DEVICES = PREFIX + "devices"
 """The set of every device_id the fleet has seen."""
+HELD = PREFIX + "live:"
+"""Followed by a replica's name: the hash of the devices it holds (``fleet_share``)."""
 REPLICAS = PREFIX + "replicas"
 """The set of replica names; each one's heartbeat key says whether it is alive."""
 CHANGES = PREFIX + "changes"
@@ -57,6 +59,8 @@ REPLICA_TTL_MS = 3000
 """A replica whose heartbeat key is this old is gone."""
 OP_TIMEOUT = 2.0
 """Seconds a Redis command may take before it counts as failed."""
+REMOVE_BATCH = 500
+"""Devices whose records one script removes at most."""
 
 
 def device_key(device_id: str) -> str:
@@ -68,8 +72,13 @@ def replica_key(replica: str) -> str:
 
 
 _CLAIM = """
+local cap = tonumber(ARGV[4])
+if cap > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 and redis.call('SCARD', KEYS[2]) >= cap then
+  return {0}
+end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'seen', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
 local fields = redis.call('HMGET', KEYS[1], 'mode', 'next', 'tags', 'desired', 'seen')
 redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\n' .. cjson.encode({claim = ARGV[2], epoch = epoch}))
@@ -113,6 +122,30 @@ return 1
 """Set (or, with an empty value, delete: only if it still equals ARGV[5] when that is given)
 one operator field of a device: its tags or its desired mode."""
 
+_REMOVE = """
+local removed = {}
+for i = 1, #KEYS - 2 do
+  local id = ARGV[2 + i]
+  local fields = redis.call('HMGET', KEYS[i], 'owner', 'seen')
+  local held = fields[1] and redis.call('HEXISTS', ARGV[2] .. fields[1], id) == 1
+  local fresh = ARGV[1] ~= '' and (fields[2] == false or tonumber(fields[2]) >= tonumber(ARGV[1]))
+  if not held and not fresh then
+    local existed = redis.call('DEL', KEYS[i])
+    if redis.call('SREM', KEYS[#KEYS - 1], id) + existed > 0 then
+      removed[#removed + 1] = id
+    end
+  end
+end
+if #removed > 0 then
+  redis.call('PUBLISH', KEYS[#KEYS], ARGV[3 + #KEYS - 2] .. '\\n' .. cjson.encode({removed = removed}))
+end
+return removed
+"""
+"""Delete devices' records: not one a replica holds (its fleet snapshot, ``fleet_share``'s
+live hash, has the device), nor, with a time in ARGV[1], one seen since then. The epoch
+goes with the record: a replica that still takes itself for the owner has its next save
+refused (no epoch matches), and a device that connects again is claimed as a new one."""
+
 
 @dataclass(slots=True)
 class _Mirrored:
@@ -146,10 +179,13 @@ class SharedStore:
         replica: str,
         clock: Callable[[], float] = time.time,
         on_outage: Callable[[bool], None] | None = None,
+        max_records: int = 0,
     ) -> None:
         self.url = url
         self.replica = replica
         self._clock = clock
+        self._max_records = max_records
+        """Device records Redis may keep (0: no cap): a claim of a new device beyond them is refused."""
         self._on_outage = on_outage
         self.on_lost: Callable[[str], None] = lambda device_id: None
         """Told the device_id when another replica took a device this one owned."""
@@ -159,6 +195,8 @@ class SharedStore:
         self.on_claimed: Callable[[str], None] = lambda device_id: None
         """Told the device_id once this replica has claimed a device anew (its saves from an
         earlier ownership are stale: the group commit forgets them)."""
+        self.on_removed: Callable[[frozenset[str]], None] = lambda device_ids: None
+        """Told of the devices whose records another replica removed (an operator, or its sweep)."""
         self._client: aioredis.Redis | None = None
         self._mirror: dict[str, _Mirrored] = {}
         self._owned: dict[str, int] = {}
@@ -195,6 +233,7 @@ class SharedStore:
         self._claim = self._client.register_script(_CLAIM)
         self._save = self._client.register_script(_SAVE)
         self._set_field = self._client.register_script(_SET_FIELD)
+        self._remove = self._client.register_script(_REMOVE)
         self._tasks = [
             asyncio.create_task(self._follow_changes(), name="store-changes"),
             asyncio.create_task(self._beat(), name="store-heartbeat"),
@@ -252,7 +291,8 @@ class SharedStore:
             try:
                 self.round_trips["claim"] += 1
                 reply = await self._claim(
-                    keys=[device_key(device_id), DEVICES, CHANGES], args=[self.replica, device_id]
+                    keys=[device_key(device_id), DEVICES, CHANGES],
+                    args=[self.replica, device_id, repr(self._clock()), self._max_records],
                 )
             except (RedisError, OSError) as error:
                 self._went_down(error)
@@ -261,6 +301,12 @@ class SharedStore:
                     " reconnect later"
                 ) from error
             self._came_back()
+            if int(reply[0]) == 0:
+                raise StoreFull(
+                    f"the fleet keeps the records of its limit of {self._max_records} devices and"
+                    f" device_id {device_id!r} is not one of them; an operator can remove devices"
+                    " (DELETE /api/devices/ID), or the servers can authenticate their devices"
+                )
             epoch = int(reply[0])
             fields = [None if value is None else value.decode() for value in reply[1:]]
             self._mirror[device_id] = _record(device_id, fields)
@@ -318,6 +364,52 @@ class SharedStore:
         if mirrored is not None and mirrored.record.desired_mode == mode:
             mirrored.record = replace(mirrored.record, desired_mode=None)
         self._queue_field(device_id, "desired", "", str(mode))
+
+    # StateStore: the records themselves.
+
+    def count(self) -> int:
+        return len(self._mirror)
+
+    def unseen_since(self, moment: float) -> list[str]:
+        return [
+            device_id
+            for device_id, mirrored in self._mirror.items()
+            if mirrored.record.last_seen is None or mirrored.record.last_seen < moment
+        ]
+
+    def touch(self, device_ids: Sequence[str], moment: float) -> None:
+        """Nothing to do: the record of a device a replica holds is never removed (``_REMOVE``)."""
+
+    def remove(
+        self, device_ids: Sequence[str], unseen_since: float | None, done: Callable[[frozenset[str]], None]
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._remove_records(list(device_ids), unseen_since))
+        task.add_done_callback(lambda finished: done(_removed(finished)))
+
+    async def _remove_records(self, device_ids: list[str], unseen_since: float | None) -> frozenset[str]:
+        """In scripts of a few hundred devices each, so Redis is never held up for long."""
+        removed: set[str] = set()
+        for start in range(0, len(device_ids), REMOVE_BATCH):
+            chunk = device_ids[start : start + REMOVE_BATCH]
+            keys = [device_key(device_id) for device_id in chunk] + [DEVICES, CHANGES]
+            args = ["" if unseen_since is None else repr(unseen_since), HELD, *chunk, self.replica]
+            try:
+                self.round_trips["remove"] += 1
+                reply = await self._remove(keys=keys, args=args)
+            except (RedisError, OSError) as error:
+                self._went_down(error)
+                break
+            self._came_back()
+            removed.update(text(device_id) for device_id in reply)
+        self._forget(removed)
+        return frozenset(removed)
+
+    def _forget(self, device_ids: set[str]) -> None:
+        """Records removed: gone from the mirror, and owned no more (without an eviction: the
+        supervisor removes only records of devices it does not serve)."""
+        for device_id in device_ids:
+            self._mirror.pop(device_id, None)
+            self._owned.pop(device_id, None)
 
     # Inside.
 
@@ -429,6 +521,10 @@ class SharedStore:
             value = change["value"]
             desired = int(value) if value else None
             self._mirror_update(str(change["id"]), lambda record: replace(record, desired_mode=desired))
+        elif isinstance(removed := change.get("removed"), list):
+            gone = {device_id for device_id in removed if isinstance(device_id, str)}
+            self._forget(gone)
+            self.on_removed(frozenset(gone))
 
     async def _load_mirror(self) -> None:
         assert self._client is not None
@@ -450,7 +546,10 @@ class SharedStore:
             current = self._mirror.get(device_id)
             if current is not None:
                 mirror[device_id] = current
+        gone = self._mirror.keys() - mirror.keys()  # removed while the feed was away
         self._mirror = mirror
+        if gone:
+            self.on_removed(frozenset(gone))
 
     async def _check_ownership(self) -> None:
         """After a gap in the change feed: which of the devices this replica holds were claimed
@@ -521,6 +620,13 @@ def split_message(data: bytes | str) -> tuple[str, str]:
     """A feed message's sender and body (see ``CHANGES``)."""
     sender, _, body = text(data).partition("\n")
     return sender, body
+
+
+def _removed(finished: asyncio.Task[frozenset[str]]) -> frozenset[str]:
+    """The devices a removal task removed: none if it was cancelled (the server is stopping)."""
+    if finished.cancelled() or finished.exception() is not None:
+        return frozenset()
+    return finished.result()
 
 
 def _outcome(finished: asyncio.Task[frozenset[str]]) -> SaveOutcome:

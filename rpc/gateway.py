@@ -28,7 +28,7 @@ from actors.messages import (
     StreamRefused,
 )
 from actors.state import ButtonInput
-from actors.store import StoreUnavailable
+from actors.store import StoreFull, StoreUnavailable
 from rpc.loopcall import call_on_loop
 
 T = TypeVar("T")
@@ -41,7 +41,8 @@ class Claims(Protocol):
     def owns(self, device_id: str) -> bool: ...
 
     async def claim(self, device_id: str) -> None:
-        """Raises StoreUnavailable when ownership cannot be decided now."""
+        """Raises StoreUnavailable when ownership cannot be decided now, and StoreFull for a new
+        device beyond the cap on device records."""
         ...
 
 
@@ -87,6 +88,8 @@ class FleetGateway:
         if self._claims is not None and not self._claims.owns(device_id):
             try:
                 await self._claims.claim(device_id)
+            except StoreFull as error:
+                return StreamRefused(str(error), Refusal.FULL)
             except StoreUnavailable as error:
                 return StreamRefused(str(error), Refusal.STORE_DOWN)
         future: asyncio.Future[StreamGrant | StreamRefused] = self._loop.create_future()

@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 from actors.commit import GroupCommit
 from actors.config import ServerConfig
 from actors.messages import Drain, Evict
+from actors.records import DAY, RecordLimits
 from actors.runtime import ActorRuntime
 from actors.store import StateStore, open_store
 from actors.supervisor import SupervisorActor, SupervisorPolicy
@@ -51,6 +52,7 @@ from rpc.link import GrpcDeviceLink
 from rpc.metrics import AudioLoad, Metrics
 from rpc.registration import SERVICE_NAME, add_device_service
 from rpc.servicer import DeviceService
+from rpc.sweeper import RecordSweeper
 from rpc.tracks import TrackBook, WirePacket
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,9 @@ class ControlPlane:
         self.metrics = Metrics()
         self.shared: SharedStore | None = None
         if store is None and config.store:
-            store = self.shared = SharedStore(config.store, replica_name(config))
+            store = self.shared = SharedStore(
+                config.store, replica_name(config), max_records=record_limits(config).max_records
+            )
             self.metrics.watch_shared_store(
                 lambda: self.shared is None or self.shared.reachable,
                 self._outages,
@@ -128,6 +132,8 @@ class ControlPlane:
         self._runtime: ActorRuntime | None = None
         self._commits: GroupCommit | None = None
         self._load_watch: asyncio.Task[None] | None = None
+        self.sweeper: RecordSweeper | None = None
+        self._sweeping: asyncio.Task[None] | None = None
         self._transport: AudioTransport[WirePacket] | None = None
         self._metrics_server: Any = None
         self._links: weakref.WeakSet[GrpcDeviceLink] = weakref.WeakSet()
@@ -194,7 +200,12 @@ class ControlPlane:
             self._links.add(link)
             return link
 
-        policy = SupervisorPolicy(max_devices=self.config.max_devices)
+        limits = record_limits(self.config)
+        # Among replicas the claim in Redis enforces the cap (``SharedStore``), for the whole fleet.
+        policy = SupervisorPolicy(
+            max_devices=self.config.max_devices,
+            records=limits if self.shared is None else RecordLimits(0, limits.retention),
+        )
         supervisor = SupervisorActor.start(
             runtime, self.sounds, commits, link_factory, policy, self.metrics, admission, fleet
         )
@@ -202,6 +213,7 @@ class ControlPlane:
         commands = FleetCommands(supervisor, loop)
         if self.shared is not None:
             self.shared.on_change = fleet.record_changed
+            self.shared.on_removed = fleet.devices_removed
             shared_audit = SharedAuditLog(self.shared.client)
             shared_audit.start()
             self.audit = shared_audit
@@ -306,6 +318,10 @@ class ControlPlane:
         self._load_watch = loop.create_task(
             _watch_load(admission, transport, LoopLoad(loop)), name="admission-load"
         )
+        self.sweeper = RecordSweeper(supervisor, loop, limits.sweep_interval)
+        if limits.retention:
+            self._sweeping = loop.create_task(self.sweeper.run(), name="record-retention")
+        logger.info("%s", describe_records(limits, self.authenticator is not None))
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
@@ -331,6 +347,8 @@ class ControlPlane:
         if server is None or supervisor is None or transport is None or runtime is None or commits is None:
             return
         self._server = self._supervisor = self._transport = self._runtime = self._commits = None
+        if self._sweeping is not None:
+            self._sweeping.cancel()
         if self._load_watch is not None:
             self._load_watch.cancel()
         loop = asyncio.get_running_loop()
@@ -471,3 +489,20 @@ def _read_pem(path: Path, what: str) -> bytes:
 def _http_host(grpc_host: str) -> str:
     """gRPC writes IPv6 addresses in brackets; the HTTP server wants them bare."""
     return grpc_host.strip("[]")
+
+
+def record_limits(config: ServerConfig) -> RecordLimits:
+    """The cap and the retention hold while devices are not authenticated: then anyone can make
+    up device_ids. With device authentication only devices an operator minted a token for get
+    in, and their records are kept until an operator removes them."""
+    if config.auth_secret_file is not None:
+        return RecordLimits()
+    return RecordLimits(config.max_device_records, config.device_retention_days * DAY)
+
+
+def describe_records(limits: RecordLimits, authenticated: bool) -> str:
+    if authenticated:
+        return "device records: kept until an operator removes them (devices are authenticated)"
+    cap = f"at most {limits.max_records}" if limits.max_records else "no cap on the number"
+    kept = f"{limits.retention / DAY:g} days" if limits.retention else "until an operator removes them"
+    return f"device records: {cap}, each kept {kept} after its device was last seen (devices are not authenticated)"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from actors.records import DAY
 from actors.state import DeviceState, Playback
 from actors.store import MemoryStateStore, SqliteStateStore, StoreError
 
@@ -84,3 +86,55 @@ def test_the_memory_store_forgets_the_least_recently_seen_past_its_capacity() ->
     store.save("c", DeviceState(mode=3))
     assert store.load("b") is None
     assert store.load("a") == DeviceState(mode=1)
+
+
+def removed_by(
+    store: MemoryStateStore | SqliteStateStore, device_ids: list[str], unseen_since: float | None
+) -> set[str]:
+    answers: list[frozenset[str]] = []
+    store.remove(device_ids, unseen_since, answers.append)
+    [removed] = answers  # a local store answers at once
+    return set(removed)
+
+
+def test_a_removed_device_has_no_state_and_no_record(store: MemoryStateStore | SqliteStateStore) -> None:
+    store.save("kitchen", DeviceState(mode=3))
+    store.save_tags("kitchen", ["lobby"])
+    store.save("hall", DeviceState(mode=1))
+    assert removed_by(store, ["kitchen", "never-seen"], None) == {"kitchen"}
+    assert store.load("kitchen") is None
+    assert [record.device_id for record in store.records()] == ["hall"]
+    assert store.count() == 1
+
+
+def test_the_count_is_the_number_of_device_records(store: MemoryStateStore | SqliteStateStore) -> None:
+    for n in range(7):
+        store.save(f"device-{n}", DeviceState(mode=n % 5))
+    store.save("device-0", DeviceState(mode=4))
+    assert store.count() == 7
+
+
+def test_devices_not_seen_since_a_moment_are_the_ones_saved_before_it(
+    store: MemoryStateStore | SqliteStateStore,
+) -> None:
+    store.save("kitchen", DeviceState(mode=1))
+    now = time.time()
+    assert store.unseen_since(now - DAY) == []
+    assert store.unseen_since(now + DAY) == ["kitchen"]
+
+
+def test_a_removal_with_a_moment_keeps_the_devices_seen_since_then(
+    store: MemoryStateStore | SqliteStateStore,
+) -> None:
+    store.save("kitchen", DeviceState(mode=1))
+    assert removed_by(store, ["kitchen"], time.time() - DAY) == set()
+    assert removed_by(store, ["kitchen"], time.time() + DAY) == {"kitchen"}
+
+
+def test_a_touched_record_counts_as_seen_at_that_moment(store: MemoryStateStore | SqliteStateStore) -> None:
+    store.save("kitchen", DeviceState(mode=1))
+    later = time.time() + 20 * DAY
+    store.touch(["kitchen"], later)
+    assert store.unseen_since(later - DAY) == []
+    assert removed_by(store, ["kitchen"], later - DAY) == set()
+    assert store.load("kitchen") == DeviceState(mode=1)

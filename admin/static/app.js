@@ -368,6 +368,12 @@ function onEvent({ type, data }) {
     insert(data);
     if (isNew || matches(data, filters()) !== wasShown) refilter();
     else schedulePaint();
+  } else if (type === "removed") {
+    if (devices.delete(data.device_id)) {
+      order.splice(lowerBound(order, data.device_id), 1);
+      selected.delete(data.device_id);
+      refilter();
+    }
   } else if (type === "sounds") {
     showSounds(data);
   } else if (type === "announcement") {
