@@ -470,6 +470,54 @@ class Reply:
     headers: http.client.HTTPMessage
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, the port always given: what a redirect may not change."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = 0
+    return f"{scheme}://{host}:{port}"
+
+
+class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the origin the request went to.
+
+    urllib copies every header to the new request, the bearer token included, wherever the
+    redirect points; a server (or anything in between) answering 302 with another host would
+    be handed the operator's token. A redirect to another origin (scheme, host or port) is
+    refused instead, and the operator is told where it pointed.
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if origin(newurl) != origin(req.full_url):
+            fp.close()
+            raise CliError(
+                f"the server at {origin(req.full_url)} redirected ({code}) to {origin(newurl)}, another"
+                " origin: not followed, so the token stays with the server it was meant for (if that"
+                " is the right server, pass it as --url)"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(SameOriginRedirects())
+
+
 @dataclass(frozen=True)
 class Client:
     """Requests to one server: every failure becomes a CliError with a message to print."""
@@ -503,9 +551,7 @@ class Client:
         url = self.url(path, query)
         request = urllib.request.Request(url, data=data, method=method, headers=self._headers(headers))
         try:
-            response: http.client.HTTPResponse = urllib.request.urlopen(
-                request, timeout=timeout or self.timeout
-            )
+            response: http.client.HTTPResponse = _OPENER.open(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as error:
             with error:
                 body = error.read()
@@ -728,6 +774,12 @@ def cmd_sounds_assign(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(ctx: Context, args: argparse.Namespace) -> int:
+    reply = ctx.client.call("DELETE", device_path(args.device))
+    ctx.emit(reply.body, f"{args.device}: forgotten (if it connects again, it is a new device)")
+    return 0
+
+
 def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
     query: dict[str, str] = {}
     if args.limit is not None:
@@ -906,6 +958,12 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("tags", metavar="TAG", nargs="*")
     tags.add_argument("--clear", action="store_true", help="remove every tag")
     tags.set_defaults(run=cmd_tags)
+
+    forget = commands.add_parser(
+        "forget", help="remove an offline device's record: its mode, tags and desired mode"
+    )
+    forget.add_argument("device", metavar="ID")
+    forget.set_defaults(run=cmd_forget)
 
     announce = commands.add_parser("announce", help="play one sound on many devices")
     announce.add_argument("sound", metavar="SOUND")

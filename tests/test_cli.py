@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1307,3 +1309,128 @@ def test_tail_reconnects_after_the_server_restarts(library: SoundLibrary) -> Non
                 await tail.close()
 
     run(scenario)
+
+
+# --- forget -------------------------------------------------------------------------------------
+
+
+def test_forget_removes_an_offline_device(library: SoundLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            async with op.device("kitchen"):
+                await connected(op, "kitchen")
+            await op.until_device("kitchen", lambda d: not d["connected"])
+            ran = await acp(op, capsys, "forget", "kitchen")
+            assert ran.code == 0, ran.err
+            assert ran.out.startswith("kitchen: forgotten")
+            assert (await op.http.get("/api/devices/kitchen")).status_code == 404
+
+    run(scenario)
+
+
+def test_forget_of_a_connected_device_exits_1_with_the_409(
+    library: SoundLibrary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("kitchen"):
+            await connected(op, "kitchen")
+            ran = await acp(op, capsys, "forget", "kitchen")
+            assert ran.code == 1
+            assert ran.err.startswith("error: HTTP 409: ")
+            assert "connected" in ran.err
+
+    run(scenario)
+
+
+# --- redirects: the token never goes to another origin -------------------------------------------
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers 302 to ``redirect_to`` when set, else 200 with a whoami reply; keeps each request's headers."""
+
+    redirect_to: str | None = None
+    seen: list[dict[str, str]]
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers.items()))
+        if self.redirect_to is not None and self.path == "/api/whoami":
+            self.send_response(302)
+            self.send_header("Location", self.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b'{"who": "alice", "role": "operator"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads what was seen, not a log."""
+
+
+@contextmanager
+def http_server(
+    redirect_to: Callable[[int], str] | None = None,
+) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A real HTTP server on a free loopback port; ``redirect_to`` gets its own port."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(Recorder):
+        pass
+
+    Handler.seen = seen
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = int(server.server_address[1])
+    Handler.redirect_to = None if redirect_to is None else redirect_to(port)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_redirect_to_another_host_is_refused_and_the_token_is_not_sent_there(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with http_server() as (elsewhere, seen_elsewhere):
+        with http_server(lambda _: f"{elsewhere}/api/whoami") as (server, seen_here):
+            code = cli.main(["--url", server, "--token-file", token_file(tmp_path, OPERATOR_TOKEN), "whoami"])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert f"redirected (302) to {elsewhere}" in err
+        assert "not followed" in err
+        assert [headers.get("Authorization") for headers in seen_here] == [f"Bearer {OPERATOR_TOKEN}"]
+        assert seen_elsewhere == []
+
+
+def test_a_redirect_to_another_scheme_of_the_same_host_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with http_server(lambda port: f"https://127.0.0.1:{port}/api/whoami") as (server, seen):
+        code = cli.main(["--url", server, "--token-file", token_file(tmp_path, OPERATOR_TOKEN), "whoami"])
+    assert code == 1
+    assert "another origin" in capsys.readouterr().err
+    assert len(seen) == 1
+
+
+def test_a_redirect_within_the_same_origin_is_followed_with_the_token(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with http_server(lambda port: f"http://127.0.0.1:{port}/api/whoami/") as (server, seen):
+        code = cli.main(["--url", server, "--token-file", token_file(tmp_path, OPERATOR_TOKEN), "whoami"])
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "alice (operator)"
+    assert [headers.get("Authorization") for headers in seen] == [f"Bearer {OPERATOR_TOKEN}"] * 2
+
+
+def test_the_origin_of_a_url_names_its_default_port() -> None:
+    assert (
+        cli.origin("http://Example.org/x") == cli.origin("http://example.org:80/y") == "http://example.org:80"
+    )
+    assert cli.origin("https://example.org") == "https://example.org:443"
+    assert cli.origin("http://[::1]:8080/") == "http://[::1]:8080"
