@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.logs import LOG_FORMATS
+from cluster.store_access import check_store_settings
 from media.library import MAX_MODES
 from media.opus import FRAME_DURATIONS_MS
 
@@ -82,6 +83,10 @@ class ServerConfig:
     """Without device authentication: days the record of a device not seen is kept (0: forever)."""
     store: str = ""
     """Empty: the SQLite file ``state_db``; ``redis://HOST:PORT/DB``: Redis, shared by replicas."""
+    store_password_file: Path | None = None
+    store_tls_ca_file: Path | None = None
+    store_secret_file: Path | None = None
+    """The replicas' shared secret: what they say to each other through the store is signed with it."""
     replica_id: str = ""
     """This server's name among replicas (empty: host name and gRPC port)."""
     workers: int = 1
@@ -166,11 +171,13 @@ class ServerConfig:
             raise ValueError(f"workers must be 1..256 (or auto), not {self.workers}")
         if self.workers > 1 and self.port == 0:
             raise ValueError("workers share one gRPC port: --workers needs a fixed --port, not 0")
-        if self.store and not self.store.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                f"the store must be a redis://HOST:PORT/DB (or rediss://, unix://) URL, not {self.store!r};"
-                " leave it empty for the SQLite file --state-db"
-            )
+        check_store_settings(
+            self.store,
+            self.store_password_file,
+            self.store_tls_ca_file,
+            self.store_secret_file,
+            self.replica_id,
+        )
         if self.workers > 1 and self.state_db == ":memory:" and not self.store:
             raise ValueError("workers share device state through the state DB: --workers needs a file")
         if self.log_format not in LOG_FORMATS:
@@ -349,6 +356,26 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         str,
         "shared store for device state (redis://HOST:PORT/DB), so replicas serve one fleet;"
         " empty: the SQLite file --state-db",
+    ),
+    (
+        "store_password_file",
+        "ACP_STORE_PASSWORD_FILE",
+        Path,
+        "file holding the store's password (its first line), so it is in no URL, argument or log;"
+        " name the ACL user in the URL: redis://USER@HOST:PORT/DB",
+    ),
+    (
+        "store_tls_ca_file",
+        "ACP_STORE_TLS_CA_FILE",
+        Path,
+        "PEM CA bundle the store's certificate must be signed by (with a rediss:// URL)",
+    ),
+    (
+        "store_secret_file",
+        "ACP_STORE_SECRET_FILE",
+        Path,
+        "file holding the replicas' shared secret (at least 16 bytes): relayed commands, claims and"
+        " snapshots are signed with it; required unless the store is on this machine",
     ),
     (
         "replica_id",

@@ -318,7 +318,7 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         caller: Caller, device_id: str, action: str, command: Command, detail: dict[str, Any]
     ) -> Response:
         known(device_id)
-        result = await commands.send(device_id, command)
+        result = await commands.send(device_id, command, caller)
         record(caller, action, device_id, [device_id], {**detail, "result": result.outcome.value})
         return _action_reply(device_id, result, fleet.device(device_id))
 
@@ -452,7 +452,7 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
             where = "all"
         online = [device_id for device_id in wanted if fleet.connected(device_id)]
         command = PlaySound(sound=body.sound, interrupt=body.interrupt)
-        answers = await commands.send_many(online, lambda _: command)
+        answers = await commands.send_many(online, lambda _: command, caller_of(request.state))
         results = {device_id: "offline" for device_id in wanted}
         results.update(
             {device_id: _ANNOUNCE_RESULT.get(r.outcome, "failed") for device_id, r in answers.items()}

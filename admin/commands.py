@@ -20,6 +20,7 @@ import pykka
 
 from actors.messages import CommandOutcome, CommandResult, RemovalOutcome, RemoveDevice, RouteCommand
 from actors.state import Command
+from admin.access import Caller
 from rpc.loopcall import call_on_loop
 
 BATCH = 25
@@ -40,8 +41,11 @@ class Forwarder(Protocol):
         """The other replica holding the device's streams, if one does."""
         ...
 
-    async def forward(self, replica: str, device_id: str, command: Command) -> CommandResult | None:
-        """The holder's result; None if that replica is gone."""
+    async def forward(
+        self, replica: str, device_id: str, command: Command, caller: Caller | None = None
+    ) -> CommandResult | None:
+        """The holder's result; None if that replica is gone. ``caller``: who asked, for the
+        holder's audit log."""
         ...
 
 
@@ -60,12 +64,12 @@ class FleetCommands:
         self._batch = batch
         self.forwarder = forwarder
 
-    async def send(self, device_id: str, command: Command) -> CommandResult:
+    async def send(self, device_id: str, command: Command, caller: Caller | None = None) -> CommandResult:
         """To the replica holding the device, or decided here."""
         if self.forwarder is not None:
             replica = self.forwarder.holder(device_id)
             if replica is not None:
-                result = await self.forwarder.forward(replica, device_id, command)
+                result = await self.forwarder.forward(replica, device_id, command, caller)
                 if result is not None:
                     return result
         return await self.send_here(device_id, command)
@@ -101,13 +105,15 @@ class FleetCommands:
             expiry.cancel()
 
     async def send_many(
-        self, device_ids: Sequence[str], command: Callable[[str], Command]
+        self, device_ids: Sequence[str], command: Callable[[str], Command], caller: Caller | None = None
     ) -> dict[str, CommandResult]:
         results: dict[str, CommandResult] = {}
         for start in range(0, len(device_ids), self._batch):
             batch = device_ids[start : start + self._batch]
             began = self._loop.time()
-            answers = await asyncio.gather(*(self.send(device_id, command(device_id)) for device_id in batch))
+            answers = await asyncio.gather(
+                *(self.send(device_id, command(device_id), caller) for device_id in batch)
+            )
             results.update(zip(batch, answers, strict=True))
             if start + self._batch < len(device_ids):
                 # As long again for everything else: the loop is never saturated by the fan-out,

@@ -9,6 +9,10 @@ reconnect elsewhere, and its hash is removed.
 
 Redis pub/sub is fire-and-forget, which suits snapshots: a lost one is superseded by the next
 flush of that device, and a gap in the feed is repaired by reading the hashes again.
+
+Messages and hash values are sealed (``cluster.replica_auth``) and every snapshot is checked
+(``cluster.validation``) before the view takes it: a writer without the replicas' secret cannot
+show a device that is not there, or take one offline.
 """
 
 from __future__ import annotations
@@ -24,13 +28,19 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from admin.fleetview import FleetView
-from cluster.redis_io import follow, text
-from cluster.shared_store import PREFIX, REPLICAS, replica_key, split_message
+from cluster import validation
+from cluster.redis_io import follow
+from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
+from cluster.replica_auth import MessageSeal, Refused, sender_of
+from cluster.shared_store import PREFIX, REPLICAS, replica_key
 
 logger = logging.getLogger(__name__)
 
 FLEET = PREFIX + "fleet"
-"""The channel replicas publish their devices' snapshots on: the sender, a newline, a JSON list."""
+"""The channel replicas publish their devices' snapshots on: sealed lists of snapshots."""
+MAX_SNAPSHOTS_BYTES = 32 * 1024 * 1024
+"""A flush after a mass reconnect can hold thousands of snapshots of a few hundred bytes each."""
+MAX_SNAPSHOT_BYTES = 16 * 1024
 LIVENESS_INTERVAL = 1.0
 
 
@@ -40,9 +50,18 @@ def live_key(replica: str) -> str:
 
 class FleetShare:
     def __init__(
-        self, client: aioredis.Redis, replica: str, fleet: FleetView, round_trips: Counter[str] | None = None
+        self,
+        client: aioredis.Redis,
+        replica: str,
+        fleet: FleetView,
+        round_trips: Counter[str] | None = None,
+        *,
+        seal: MessageSeal,
+        rejections: Rejections,
     ) -> None:
         self._client = client
+        self._seal = seal
+        self._rejections = rejections
         self._round_trips = round_trips if round_trips is not None else Counter()
         self._replica = replica
         self._fleet = fleet
@@ -88,7 +107,7 @@ class FleetShare:
                 self._outbox.task_done()
 
     async def _send(self, snapshots: list[dict[str, Any]]) -> None:
-        """Each snapshot encoded once: for the hash and, joined, for the message."""
+        """Each snapshot encoded once: sealed for the hash and, joined, for the message."""
         key = live_key(self._replica)
         self._round_trips["fleet"] += 1
         held: dict[str, str] = {}
@@ -98,7 +117,7 @@ class FleetShare:
             text = json.dumps(snapshot, separators=(",", ":"))
             encoded.append(text)
             if snapshot["connected"] and snapshot.get("replica") == self._replica:
-                held[snapshot["device_id"]] = text
+                held[snapshot["device_id"]] = self._seal.seal_json("live-snapshot", text)
             else:
                 gone.append(snapshot["device_id"])
         try:
@@ -107,7 +126,7 @@ class FleetShare:
                     pipe.hset(key, mapping=held)  # type: ignore[arg-type]
                 if gone:
                     pipe.hdel(key, *gone)
-                pipe.publish(FLEET, f"{self._replica}\n[{','.join(encoded)}]")
+                pipe.publish(FLEET, self._seal.seal_json("snapshots", f"[{','.join(encoded)}]"))
                 await pipe.execute()
         except (RedisError, OSError) as error:
             logger.debug("fleet snapshots not shared (the feed repairs it): %s", error)
@@ -116,10 +135,19 @@ class FleetShare:
         """The others' snapshots; after each (re)subscribe, read every replica's hash first."""
 
         async def handle(_: str, data: bytes | str) -> None:
-            replica, body = split_message(data)
-            if replica != self._replica:
-                for snapshot in json.loads(body):
-                    self._fleet.apply_remote(replica, snapshot)
+            if sender_of(data) == self._replica:
+                return
+            try:
+                envelope = self._seal.open("snapshots", data, MAX_SNAPSHOTS_BYTES)
+                snapshots = validation.snapshots(envelope.body)
+            except Refused as refused:
+                self._rejections.reject("snapshot", refused.reason, str(refused))
+                return
+            except validation.Malformed as error:
+                self._rejections.reject("snapshot", MALFORMED, f"from {envelope.sender}: {error}")
+                return
+            for snapshot in snapshots:
+                self._fleet.apply_remote(envelope.sender, snapshot)
 
         await follow(
             self._client,
@@ -138,14 +166,38 @@ class FleetShare:
             if replica == self._replica:
                 continue
             held = await self._client.hgetall(live_key(replica))
-            for value in held.values():
-                try:
-                    self._fleet.apply_remote(replica, json.loads(value))
-                except (ValueError, KeyError, TypeError) as error:
-                    logger.warning("ignoring a malformed snapshot of replica %s: %s", replica, error)
+            for field, value in held.items():
+                snapshot = self._stored_snapshot(replica, field, value)
+                if snapshot is not None:
+                    self._fleet.apply_remote(replica, snapshot)
+
+    def _stored_snapshot(self, replica: str, field: bytes | str, value: bytes | str) -> dict[str, Any] | None:
+        """A snapshot kept in ``replica``'s hash, if that replica sealed it there for that device."""
+        try:
+            envelope = self._seal.open("live-snapshot", value, MAX_SNAPSHOT_BYTES, stored=True)
+            snapshot = validation.snapshot(envelope.body)
+        except Refused as refused:
+            self._rejections.reject("live-snapshot", refused.reason, f"in {replica}'s hash: {refused}")
+            return None
+        except validation.Malformed as error:
+            self._rejections.reject("live-snapshot", MALFORMED, f"in {replica}'s hash: {error}")
+            return None
+        if envelope.sender != replica or validation.text_of(field) != snapshot["device_id"]:
+            self._rejections.reject(
+                "live-snapshot", MISDIRECTED, f"{envelope.sender}'s snapshot moved into {replica}'s hash"
+            )
+            return None
+        return snapshot
 
     async def _replicas(self) -> list[str]:
-        return sorted(text(member) for member in await self._client.smembers(REPLICAS))
+        """The replica set's names; one no replica could have is skipped and counted."""
+        names: list[str] = []
+        for member in await self._client.smembers(REPLICAS):
+            try:
+                names.append(validation.replica_name(validation.text_of(member)))
+            except validation.Malformed as error:
+                self._rejections.reject("replica-name", MALFORMED, str(error))
+        return sorted(names)
 
     async def _watch_replicas(self) -> None:
         """A replica whose heartbeat key is gone: its devices are offline, its records removed."""

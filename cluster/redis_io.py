@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -20,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_DELAY = 0.5
 """Seconds before a lost subscription or a failed write is tried again."""
+
+FAILURE_LOG_INTERVAL = 60.0
 
 T = TypeVar("T")
 
@@ -40,12 +44,14 @@ async def follow(
     """Hand every message on ``channels`` to ``handle`` (its channel, its data) until ``closed``.
 
     ``subscribed(first)`` runs after each subscription, before any message: the first, or one
-    after a gap, in which messages were lost. A message ``handle`` cannot make sense of
-    (ValueError, KeyError, TypeError) is logged and skipped; a lost connection goes to ``lost``
+    after a gap, in which messages were lost. ``handle`` checks and counts what it refuses
+    (``cluster.validation``); should it still fail on a message, that is logged (with its
+    traceback, at most once a minute) and the feed goes on. A lost connection goes to ``lost``
     and the subscription is made again after RETRY_DELAY. ``closed`` is checked at least once a
     second: redis-py can swallow a cancel that lands during a subscribe.
     """
     first = True
+    last_failure = -math.inf
     while not closed():
         pubsub = client.pubsub()
         try:
@@ -59,8 +65,12 @@ async def follow(
                 channel = text(message["channel"])
                 try:
                     await handle(channel, message["data"])
-                except (ValueError, KeyError, TypeError) as error:  # one bad message, not the feed
-                    logger.warning("ignoring a malformed message on %s: %s", channel, error)
+                except (RedisError, OSError):
+                    raise
+                except Exception:  # one message, not the feed
+                    if time.monotonic() - last_failure >= FAILURE_LOG_INTERVAL:
+                        last_failure = time.monotonic()
+                        logger.exception("a message on %s could not be handled", channel)
         except (RedisError, OSError) as error:
             lost(error)
             await asyncio.sleep(RETRY_DELAY)

@@ -11,33 +11,47 @@ because Play is not idempotent.
 The owner runs the command through its own ``FleetCommands`` (the supervisor, the device's
 actor, admission, persistence: exactly as for a local command) and answers with the result
 and its snapshot of the device, which the caller's fleet view takes at once so the API's
-reply shows the device as it is now.
+reply shows the device as it is now. It records in the audit log that it ran a relayed
+command, for whom and at which replica's request (``cluster.relayed_audit``).
+
+Requests and answers are sealed (``cluster.replica_auth``: HMAC under the replicas' secret, a
+request id and a time, refused when stale or seen before) and checked
+(``cluster.validation``) before anything is done: a forged or replayed request is not run, a
+forged answer answers nothing; both are counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from actors.messages import CommandOutcome, CommandResult
-from actors.state import Command, DeviceState, Fault, Playback, PlaySound, SetMode, StopSound
+from actors.state import Command, PlaySound, SetMode, StopSound
+from admin.access import Caller
 from admin.fleetview import FleetView
+from cluster import validation
 from cluster.redis_io import follow
+from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
+from cluster.relayed_audit import RelayedAudit
+from cluster.replica_auth import MessageSeal, Refused
 from cluster.shared_store import PREFIX
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
+REQUEST = "relay-request"
+REPLY = "relay-reply"
+MAX_RELAY_BYTES = 64 * 1024
+UNNAMED_CALLER = ("unnamed", "operator")
+"""Who a command sent with no caller (a tool, a test) is recorded as."""
 
 
 def requests_channel(replica: str) -> str:
@@ -58,18 +72,6 @@ def encode_command(command: Command) -> dict[str, Any]:
             return {"kind": "stop"}
 
 
-def decode_command(body: dict[str, Any]) -> Command:
-    match body.get("kind"):
-        case "mode":
-            return SetMode(int(body["mode"]))
-        case "play":
-            mode = body.get("mode")
-            return PlaySound(body.get("sound"), None if mode is None else int(mode), bool(body["interrupt"]))
-        case "stop":
-            return StopSound()
-    raise ValueError(f"not a command: {body!r}")
-
-
 def encode_result(result: CommandResult) -> dict[str, Any]:
     state = result.state
     encoded: dict[str, Any] = {"outcome": result.outcome.value, "state": None}
@@ -85,22 +87,16 @@ def encode_result(result: CommandResult) -> dict[str, Any]:
     return encoded
 
 
-def decode_result(body: dict[str, Any]) -> CommandResult:
-    state = body.get("state")
-    decoded = None
-    if state is not None:
-        playing = state["playing"]
-        decoded = DeviceState(
-            mode=int(state["mode"]),
-            playing=None if playing is None else Playback(int(playing[0]), int(playing[1]), playing[2]),
-            next_playback_id=int(state["next_playback_id"]),
-            fault=None if state["fault"] is None else Fault[state["fault"]],
-            busy=bool(state["busy"]),
-        )
-    return CommandResult(CommandOutcome(body["outcome"]), decoded)
-
-
 LocalSend = Callable[[str, Command], Awaitable[CommandResult]]
+
+
+@dataclass
+class _Waiting:
+    replica: str
+    """The replica asked: only its answer counts."""
+    answer: asyncio.Future[CommandResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class CommandRelay:
@@ -113,18 +109,23 @@ class CommandRelay:
         fleet: FleetView,
         timeout: float = TIMEOUT,
         round_trips: Counter[str] | None = None,
+        *,
+        seal: MessageSeal,
+        rejections: Rejections,
+        audit: RelayedAudit,
     ) -> None:
         self._client = client
         self._round_trips = round_trips if round_trips is not None else Counter()
         self._replica = replica
         self._fleet = fleet
         self._timeout = timeout
+        self._seal = seal
+        self._rejections = rejections
+        self._audit = audit
         self._local: LocalSend | None = None
-        self._waiting: dict[str, asyncio.Future[CommandResult]] = {}
-        self._numbers = itertools.count(1)
-        self._nonce = secrets.token_hex(4)
-        """Request ids are unique across this replica's restarts: a late reply to an earlier run
-        cannot answer a request of this one."""
+        self._waiting: dict[str, _Waiting] = {}
+        """Request ids come from the seal: unique across this replica's restarts, so a late answer
+        to an earlier run cannot answer a request of this one."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -143,30 +144,36 @@ class CommandRelay:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_result(CommandResult(CommandOutcome.FAILED))
+        self._audit.flush()
+        for waiting in self._waiting.values():
+            if not waiting.answer.done():
+                waiting.answer.set_result(CommandResult(CommandOutcome.FAILED))
 
     def holder(self, device_id: str) -> str | None:
         """The other replica holding the device, if the fleet view says one does."""
         return self._fleet.held_elsewhere(device_id)
 
-    async def forward(self, replica: str, device_id: str, command: Command) -> CommandResult | None:
+    async def forward(
+        self, replica: str, device_id: str, command: Command, caller: Caller | None = None
+    ) -> CommandResult | None:
         """The owner's result; None when no replica of that name listens (it is gone): the caller
         then treats the device as offline here."""
-        number = f"{self._nonce}-{next(self._numbers)}"
-        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        self._waiting[number] = future
+        request_id = self._seal.new_id()
+        waiting = self._waiting[request_id] = _Waiting(replica)
+        who, role = UNNAMED_CALLER if caller is None else (caller.who, caller.role.value)
         request = {
-            "id": number,
-            "from": self._replica,
+            "to": replica,
             "device_id": device_id,
             "command": encode_command(command),
+            "who": who,
+            "role": role,
         }
         try:
             self._round_trips["command"] += 1
             try:
-                receivers = await self._client.publish(requests_channel(replica), json.dumps(request))
+                receivers = await self._client.publish(
+                    requests_channel(replica), self._seal.seal(REQUEST, request, request_id)
+                )
             except (RedisError, OSError) as error:
                 logger.warning("command for %s not forwarded to %s: %s", device_id, replica, error)
                 return CommandResult(CommandOutcome.FAILED)
@@ -174,11 +181,11 @@ class CommandRelay:
                 return None
             try:
                 async with asyncio.timeout(self._timeout):
-                    return await future
+                    return await waiting.answer
             except TimeoutError:
                 return CommandResult(CommandOutcome.FAILED)
         finally:
-            del self._waiting[number]
+            del self._waiting[request_id]
 
     async def _listen(self) -> None:
         replies = replies_channel(self._replica)
@@ -187,16 +194,10 @@ class CommandRelay:
             self._subscribed.set()
 
         async def handle(channel: str, data: bytes | str) -> None:
-            body = json.loads(data)
             if channel == replies:
-                self._answered(body)
-                return
-            missing = {"id", "from", "device_id", "command"} - set(body)
-            if missing:
-                raise KeyError(f"no {', '.join(sorted(missing))}")
-            task = asyncio.create_task(self._serve(body))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                self._answered(data)
+            else:
+                self._requested(data)
 
         await follow(
             self._client,
@@ -207,32 +208,61 @@ class CommandRelay:
             lost=lambda error: logger.warning("command relay interrupted: %s", error),
         )
 
-    def _answered(self, body: dict[str, Any]) -> None:
-        future = self._waiting.get(str(body["id"]))
-        if future is None or future.done():
-            return
-        device = body.get("device")
-        if device is not None:
-            self._fleet.apply_remote(str(body["replica"]), device)
-        future.set_result(decode_result(body["result"]))
-
-    async def _serve(self, request: dict[str, Any]) -> None:
-        """A command for one of this replica's devices: run as a local one, answered with the
-        result and the device as it is after it."""
-        assert self._local is not None
-        device_id = str(request["device_id"])
+    def _requested(self, data: bytes | str) -> None:
+        """A request, run only if it is genuine, fresh, new and for this replica."""
         try:
-            result = await self._local(device_id, decode_command(request["command"]))
-        except (ValueError, KeyError) as error:
-            logger.warning("a malformed forwarded command for %s: %s", device_id, error)
-            result = CommandResult(CommandOutcome.INVALID)
+            envelope = self._seal.open(REQUEST, data, MAX_RELAY_BYTES)
+            request = validation.relay_request(envelope.body)
+        except Refused as refused:
+            self._rejections.reject(REQUEST, refused.reason, str(refused))
+            return
+        except validation.Malformed as error:
+            self._rejections.reject(REQUEST, MALFORMED, f"from {envelope.sender}: {error}")
+            return
+        if request.to != self._replica:
+            self._rejections.reject(REQUEST, MISDIRECTED, f"from {envelope.sender} for {request.to}")
+            return
+        task = asyncio.create_task(self._serve(envelope.sender, envelope.id, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _answered(self, data: bytes | str) -> None:
+        try:
+            envelope = self._seal.open(REPLY, data, MAX_RELAY_BYTES)
+            reply = validation.relay_reply(envelope.body)
+        except Refused as refused:
+            self._rejections.reject(REPLY, refused.reason, str(refused))
+            return
+        except validation.Malformed as error:
+            self._rejections.reject(REPLY, MALFORMED, f"from {envelope.sender}: {error}")
+            return
+        waiting = self._waiting.get(reply.request)
+        if waiting is None or waiting.answer.done():
+            logger.debug("a late answer from %s to request %s", envelope.sender, reply.request)
+            return
+        if reply.to != self._replica or envelope.sender != waiting.replica:
+            self._rejections.reject(
+                REPLY, MISDIRECTED, f"{envelope.sender} answered request {reply.request} of {waiting.replica}"
+            )
+            return
+        if reply.device is not None:
+            self._fleet.apply_remote(envelope.sender, reply.device)
+        waiting.answer.set_result(reply.result)
+
+    async def _serve(self, asker: str, request_id: str, request: validation.RelayRequest) -> None:
+        """A command for one of this replica's devices: run as a local one, recorded in the audit
+        log, answered with the result and the device as it is after it."""
+        assert self._local is not None
+        device_id = request.device_id
+        result = await self._local(device_id, request.command)
+        self._audit.ran(asker, request.who, request.role, device_id, encode_command(request.command), result)
         self._fleet.flush()  # the snapshot sent back includes the command's effect
         answer = {
-            "id": request["id"],
-            "replica": self._replica,
+            "to": asker,
+            "request": request_id,
             "result": encode_result(result),
             "device": self._fleet.device(device_id) if self._fleet.connected(device_id) else None,
         }
         self._round_trips["command"] += 1
         with contextlib.suppress(RedisError, OSError):
-            await self._client.publish(replies_channel(str(request["from"])), json.dumps(answer))
+            await self._client.publish(replies_channel(asker), self._seal.seal(REPLY, answer))

@@ -3,7 +3,8 @@
 Entries are numbered by one Redis counter (newest first is highest first, across replicas)
 and kept in a sorted set by number, trimmed to the newest ``capacity``. Recording never
 waits on Redis: the API has answered the action already, so the entry is queued and written
-in order, retried while Redis is unreachable (an entry waits in memory meanwhile).
+in order, retried while Redis is unreachable (an entry waits in memory meanwhile). An entry
+read back that is not one the API wrote (``cluster.validation``) is left out and counted.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from admin.audit import AuditEntry
+from cluster import validation
 from cluster.redis_io import write_in_order
+from cluster.rejections import MALFORMED, Rejections
 from cluster.shared_store import PREFIX
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,9 @@ return id
 
 
 class SharedAuditLog:
-    def __init__(self, client: aioredis.Redis, capacity: int = CAPACITY) -> None:
+    def __init__(self, client: aioredis.Redis, capacity: int = CAPACITY, *, rejections: Rejections) -> None:
         self._client = client
+        self._rejections = rejections
         self._capacity = capacity
         self._script = client.register_script(_RECORD)
         self._writes: asyncio.Queue[AuditEntry] = asyncio.Queue()
@@ -53,7 +56,13 @@ class SharedAuditLog:
     async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
         high = f"({before}" if before is not None else "+inf"
         rows = await self._client.zrevrangebyscore(AUDIT, high, "-inf", start=0, num=limit)
-        return [_entry(row.decode() if isinstance(row, bytes) else str(row)) for row in rows]
+        entries: list[AuditEntry] = []
+        for row in rows:
+            try:
+                entries.append(validation.audit_row(row))
+            except validation.Malformed as error:
+                self._rejections.reject("audit-entry", MALFORMED, str(error))
+        return entries
 
     def close(self) -> None:
         """The writer is stopped by ``aclose``."""
@@ -86,19 +95,3 @@ class SharedAuditLog:
             }
         )
         await self._script(keys=[AUDIT, AUDIT_NEXT], args=[body, self._capacity])
-
-
-def _entry(row: str) -> AuditEntry:
-    """A member is the entry's number, a space, and the entry as JSON (kept as the API wrote it)."""
-    number, _, body = row.partition(" ")
-    entry: dict[str, Any] = json.loads(body)
-    return AuditEntry(
-        float(entry["at"]),
-        str(entry["who"]),
-        str(entry["role"]),
-        str(entry["action"]),
-        str(entry["target"]),
-        tuple(entry["devices"]),
-        dict(entry["result"]),
-        int(number),
-    )

@@ -2,7 +2,7 @@
 
 A device is owned by the replica that holds its streams. Taking it (``claim``, when its
 first stream reaches a replica that does not own it) is one script in Redis: the device's
-``epoch`` goes up by one and ``owner`` becomes this replica, and the claim is published.
+``epoch`` goes up by one and ``owner`` becomes this replica; the claim is then announced.
 Every save of a device's state names the epoch it was claimed with, and the save script
 writes it only if that epoch and owner are still the device's: a replica that lost a
 device (it was claimed elsewhere while this one was paused or cut off) cannot overwrite
@@ -21,6 +21,10 @@ Redis unreachable: connected devices go on being served, their saves wait (the g
 retries them; a press is acked only once saved), new devices are refused with a clear
 reason (nobody can claim them safely), the outage is logged once at its start and once at
 its end, and counted. The mirror is loaded again when the change feed reconnects.
+
+Nothing read from Redis is taken on trust: announcements are sealed (``cluster.replica_auth``)
+and every announcement and stored field is checked (``cluster.validation``); what fails is
+dropped and counted (``rejections``), a damaged field costing only that field.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,7 +44,11 @@ from redis.exceptions import RedisError
 
 from actors.state import DeviceState
 from actors.store import DeviceRecord, SaveOutcome, StoreFull, StoreUnavailable
+from cluster import validation
 from cluster.redis_io import follow, text, write_in_order
+from cluster.rejections import MALFORMED, Rejections
+from cluster.replica_auth import MessageSeal, Refused, sender_of
+from cluster.store_access import StoreAccess
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +60,10 @@ HELD = PREFIX + "live:"
 REPLICAS = PREFIX + "replicas"
 """The set of replica names; each one's heartbeat key says whether it is alive."""
 CHANGES = PREFIX + "changes"
-"""The channel every write script publishes what it changed on: the writer's name, a newline,
-and the change as JSON (a replica skips its own without parsing them)."""
+"""The channel replicas announce their claims, operator writes and removals on, sealed (a replica
+skips its own by the sender's name, without verifying them)."""
+CHANGE_KINDS = frozenset({"claim", "field", "removed"})
+MAX_CHANGE_BYTES = 64 * 1024
 HEARTBEAT_INTERVAL = 1.0
 REPLICA_TTL_MS = 3000
 """A replica whose heartbeat key is this old is gone."""
@@ -81,9 +91,10 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'seen', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
 local fields = redis.call('HMGET', KEYS[1], 'mode', 'next', 'tags', 'desired', 'seen')
-redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\n' .. cjson.encode({claim = ARGV[2], epoch = epoch}))
 return {epoch, fields[1], fields[2], fields[3], fields[4], fields[5]}
 """
+"""Claim a device. The claim is announced by the claimant once it knows the epoch (a script
+cannot seal a message: Redis has no HMAC)."""
 
 _SAVE = """
 local fenced = {}
@@ -116,11 +127,12 @@ if ARGV[4] == '' then
 else
   redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 end
-redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\n' .. cjson.encode({field = ARGV[3], id = ARGV[2], value = ARGV[4]}))
+redis.call('PUBLISH', KEYS[3], ARGV[6])
 return 1
 """
 """Set (or, with an empty value, delete: only if it still equals ARGV[5] when that is given)
-one operator field of a device: its tags or its desired mode."""
+one operator field of a device: its tags or its desired mode; announced (ARGV[6], sealed) only
+if it was written."""
 
 _REMOVE = """
 local removed = {}
@@ -136,15 +148,13 @@ for i = 1, #KEYS - 2 do
     end
   end
 end
-if #removed > 0 then
-  redis.call('PUBLISH', KEYS[#KEYS], ARGV[3 + #KEYS - 2] .. '\\n' .. cjson.encode({removed = removed}))
-end
 return removed
 """
 """Delete devices' records: not one a replica holds (its fleet snapshot, ``fleet_share``'s
 live hash, has the device), nor, with a time in ARGV[1], one seen since then. The epoch
 goes with the record: a replica that still takes itself for the owner has its next save
-refused (no epoch matches), and a device that connects again is claimed as a new one."""
+refused (no epoch matches), and a device that connects again is claimed as a new one. The
+caller announces what was removed (sealed)."""
 
 
 @dataclass(slots=True)
@@ -153,20 +163,12 @@ class _Mirrored:
     state: DeviceState | None
 
 
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _record(device_id: str, fields: Sequence[Any]) -> _Mirrored:
-    mode, next_id, tags, desired, seen = fields
-    state = None if mode is None else DeviceState(mode=int(mode), next_playback_id=int(next_id or 1))
-    record = DeviceRecord(
-        device_id,
-        int(mode or 0),
-        tuple(json.loads(tags)) if tags else (),
-        _int(desired),
-        None if seen is None else float(seen),
-    )
+def _record(device_id: str, stored: validation.StoredDevice) -> _Mirrored:
+    """No state without a stored mode: a device the fleet has not saved yet (or whose mode was
+    damaged) starts afresh."""
+    mode = stored.mode
+    state = None if mode is None else DeviceState(mode=mode, next_playback_id=stored.next_playback_id or 1)
+    record = DeviceRecord(device_id, mode or 0, stored.tags, stored.desired, stored.seen)
     return _Mirrored(record, state)
 
 
@@ -175,14 +177,19 @@ class SharedStore:
 
     def __init__(
         self,
-        url: str,
+        url: str | StoreAccess,
         replica: str,
         clock: Callable[[], float] = time.time,
         on_outage: Callable[[bool], None] | None = None,
         max_records: int = 0,
+        secret: bytes | None = None,
     ) -> None:
-        self.url = url
+        self.access = url if isinstance(url, StoreAccess) else StoreAccess(url)
         self.replica = replica
+        self.seal = MessageSeal(replica, secret, clock)
+        """Seals what this replica announces and opens what the others do (the other parts too)."""
+        self.rejections = Rejections()
+        """What was read from Redis and refused (the other parts count here too)."""
         self._clock = clock
         self._max_records = max_records
         """Device records Redis may keep (0: no cap): a claim of a new device beyond them is refused."""
@@ -208,6 +215,7 @@ class SharedStore:
         """Operator writes queued per device: a mirror reload keeps those devices' entries."""
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._announcing: set[asyncio.Task[None]] = set()
         self._down_since: float | None = None
         self.outages = 0
         self.round_trips: Counter[str] = Counter()
@@ -218,8 +226,19 @@ class SharedStore:
 
     async def open(self) -> None:
         """Connect, load the mirror, and start the change feed, the heartbeat and the writer."""
-        self._client = aioredis.Redis.from_url(
-            self.url,
+        if not self.seal.authenticated:
+            logger.warning(
+                "what the replicas say to each other through the shared store %s is not authenticated"
+                " (no --store-secret-file): whoever can write to it can command every device",
+                self.access,
+            )
+        if not self.access.authenticates and not self.access.on_this_machine:
+            logger.warning(
+                "the shared store %s is used without a password: whoever can reach it controls the fleet"
+                " (see --store-password-file)",
+                self.access,
+            )
+        self._client = self.access.client(
             socket_timeout=OP_TIMEOUT,
             socket_connect_timeout=OP_TIMEOUT,
             health_check_interval=5,
@@ -229,7 +248,7 @@ class SharedStore:
             await self._load_mirror()
         except (RedisError, OSError) as error:
             await self._client.aclose()
-            raise StoreUnavailable(f"cannot reach the shared store {self.url}: {error}") from error
+            raise StoreUnavailable(f"cannot reach the shared store {self.access}: {error}") from error
         self._claim = self._client.register_script(_CLAIM)
         self._save = self._client.register_script(_SAVE)
         self._set_field = self._client.register_script(_SET_FIELD)
@@ -246,6 +265,8 @@ class SharedStore:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(OP_TIMEOUT):
                 await self._writes.join()
+        if self._announcing:
+            await asyncio.wait(self._announcing, timeout=OP_TIMEOUT)
         for task in self._tasks:
             task.cancel()
         _, stuck = await asyncio.wait(self._tasks, timeout=OP_TIMEOUT)
@@ -291,7 +312,7 @@ class SharedStore:
             try:
                 self.round_trips["claim"] += 1
                 reply = await self._claim(
-                    keys=[device_key(device_id), DEVICES, CHANGES],
+                    keys=[device_key(device_id), DEVICES],
                     args=[self.replica, device_id, repr(self._clock()), self._max_records],
                 )
             except (RedisError, OSError) as error:
@@ -308,9 +329,9 @@ class SharedStore:
                     " (DELETE /api/devices/ID), or the servers can authenticate their devices"
                 )
             epoch = int(reply[0])
-            fields = [None if value is None else value.decode() for value in reply[1:]]
-            self._mirror[device_id] = _record(device_id, fields)
+            self._mirror[device_id] = _record(device_id, self._stored(device_id, reply[1:]))
             self._owned[device_id] = epoch
+            self._announce("claim", {"claim": device_id, "epoch": epoch})
             self.on_claimed(device_id)
             future.set_result(epoch)
             if self._claimed_meanwhile.get(device_id, 0) > epoch:
@@ -400,7 +421,10 @@ class SharedStore:
                 self._went_down(error)
                 break
             self._came_back()
-            removed.update(text(device_id) for device_id in reply)
+            gone = [text(device_id) for device_id in reply]
+            if gone:
+                self._announce("removed", {"removed": gone})
+            removed.update(gone)
         self._forget(removed)
         return frozenset(removed)
 
@@ -446,9 +470,10 @@ class SharedStore:
 
         async def write() -> None:
             self.round_trips["operator"] += 1
+            announcement = self.seal.seal("field", {"field": field, "id": device_id, "value": value})
             await self._set_field(
                 keys=[device_key(device_id), DEVICES, CHANGES],
-                args=[self.replica, device_id, field, value, only_if],
+                args=[self.replica, device_id, field, value, only_if, announcement],
             )
             left = self._unwritten.pop(device_id, 1) - 1
             if left:
@@ -490,9 +515,15 @@ class SharedStore:
                 await self._check_ownership()
 
         async def handle(_: str, data: bytes | str) -> None:
-            sender, change = split_message(data)
-            if sender != self.replica:
-                self._apply_change(json.loads(change))
+            if sender_of(data) == self.replica:
+                return
+            try:
+                envelope = self.seal.open(CHANGE_KINDS, data, MAX_CHANGE_BYTES)
+                self._apply_change(envelope.kind, envelope.body)
+            except Refused as refused:
+                self.rejections.reject("change", refused.reason, str(refused))
+            except validation.Malformed as error:
+                self.rejections.reject("change", MALFORMED, f"a signed change that is not one: {error}")
 
         await follow(
             self._client,
@@ -503,9 +534,11 @@ class SharedStore:
             lost=self._went_down,
         )
 
-    def _apply_change(self, change: dict[str, Any]) -> None:
-        if "claim" in change:
-            device_id, epoch = str(change["claim"]), int(change["epoch"])
+    def _apply_change(self, kind: str, body: object) -> None:
+        """A change another replica announced (sealed, so genuine); ``Malformed`` if it is not one."""
+        if kind == "claim":
+            claim = validation.claim(body)
+            device_id, epoch = claim.device_id, claim.epoch
             mine = self._owned.get(device_id)
             if device_id in self._claiming:
                 self._claimed_meanwhile[device_id] = max(epoch, self._claimed_meanwhile.get(device_id, 0))
@@ -513,23 +546,23 @@ class SharedStore:
                 self._lost(device_id)
             elif device_id not in self._mirror:  # a device first seen elsewhere: known here from now on
                 self._mirror_state(device_id, DeviceState(), self._clock())
-        elif change.get("field") == "tags":
-            value = change["value"]
-            tags = tuple(json.loads(value)) if value else ()
-            self._mirror_update(str(change["id"]), lambda record: replace(record, tags=tags))
-        elif change.get("field") == "desired":
-            value = change["value"]
-            desired = int(value) if value else None
-            self._mirror_update(str(change["id"]), lambda record: replace(record, desired_mode=desired))
-        elif isinstance(removed := change.get("removed"), list):
-            gone = {device_id for device_id in removed if isinstance(device_id, str)}
+        elif kind == "field":
+            change = validation.field_change(body)
+            if change.field == "tags":
+                tags = change.tags
+                self._mirror_update(change.device_id, lambda record: replace(record, tags=tags))
+            else:
+                desired = change.desired
+                self._mirror_update(change.device_id, lambda record: replace(record, desired_mode=desired))
+        elif kind == "removed":
+            gone = set(validation.removal(body))
             self._forget(gone)
             self.on_removed(frozenset(gone))
 
     async def _load_mirror(self) -> None:
         assert self._client is not None
         members = await self._client.smembers(DEVICES)
-        ids = sorted(member.decode() if isinstance(member, bytes) else member for member in members)
+        ids = sorted(self._device_ids(members))
         mirror: dict[str, _Mirrored] = {}
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
@@ -538,7 +571,7 @@ class SharedStore:
                     pipe.hmget(device_key(device_id), "mode", "next", "tags", "desired", "seen")
                 replies = await pipe.execute()
             for device_id, fields in zip(chunk, replies, strict=True):
-                mirror[device_id] = _record(device_id, [None if v is None else v.decode() for v in fields])
+                mirror[device_id] = _record(device_id, self._stored(device_id, fields))
         # What this replica knows better than a read begun before its awaits: the devices it owns
         # or is claiming (their claim read them, and only it writes them), and those with
         # operator writes still queued.
@@ -565,12 +598,49 @@ class SharedStore:
             for (device_id, epoch), (stored_epoch, owner) in zip(chunk, replies, strict=True):
                 if self._owned.get(device_id) != epoch:
                     continue  # claimed anew while this check was out: that claim read the truth
-                if (
-                    stored_epoch is None
-                    or int(stored_epoch) != epoch
-                    or (owner or b"").decode() != self.replica
-                ):
-                    self._lost(device_id)
+                if stored_epoch != str(epoch).encode() or owner != self.replica.encode():
+                    self._lost(device_id)  # a damaged record counts as another's: nothing is written over it
+
+    def _announce(self, kind: str, body: dict[str, Any]) -> None:
+        """Tell the other replicas (sealed), in the background: if it is lost (Redis went away),
+        a replica that needed it learns the same from its next refused save or after its feed
+        reconnects."""
+        message = self.seal.seal(kind, body)
+
+        async def publish() -> None:
+            assert self._client is not None
+            self.round_trips["announce"] += 1
+            try:
+                await self._client.publish(CHANGES, message)
+            except (RedisError, OSError) as error:
+                logger.debug("%s not announced: %s", kind, error)
+
+        task = asyncio.get_running_loop().create_task(publish(), name=f"store-announce-{kind}")
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    def _stored(self, device_id: str, fields: Sequence[Any]) -> validation.StoredDevice:
+        """A device's stored fields, checked; the damaged ones dropped and counted."""
+        try:
+            stored = validation.stored_device(fields)
+        except validation.Malformed as error:
+            self.rejections.reject("device-record", MALFORMED, f"device {device_id!r}: {error}")
+            return validation.StoredDevice(None, None, (), None, None)
+        if stored.bad:
+            self.rejections.reject(
+                "device-record", MALFORMED, f"device {device_id!r}: damaged {', '.join(stored.bad)} ignored"
+            )
+        return stored
+
+    def _device_ids(self, members: Iterable[bytes | str]) -> list[str]:
+        """The fleet's device ids as stored; one that no device could have is skipped and counted."""
+        ids: list[str] = []
+        for member in members:
+            try:
+                ids.append(validation.device_id(validation.text_of(member)))
+            except validation.Malformed as error:
+                self.rejections.reject("device-id", MALFORMED, str(error))
+        return ids
 
     def _lost(self, device_id: str) -> None:
         if self._owned.pop(device_id, None) is not None:
@@ -600,7 +670,7 @@ class SharedStore:
         if self._down_since is None and not self._closed:
             self._down_since = time.monotonic()
             self.outages += 1
-            logger.error("the shared store %s is unreachable: %s", self.url, error)
+            logger.error("the shared store %s is unreachable: %s", self.access, error)
             if self._on_outage is not None:
                 self._on_outage(True)
 
@@ -608,18 +678,12 @@ class SharedStore:
         if self._down_since is not None:
             logger.warning(
                 "the shared store %s is reachable again after %.1f s",
-                self.url,
+                self.access,
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
             if self._on_outage is not None:
                 self._on_outage(False)
-
-
-def split_message(data: bytes | str) -> tuple[str, str]:
-    """A feed message's sender and body (see ``CHANGES``)."""
-    sender, _, body = text(data).partition("\n")
-    return sender, body
 
 
 def _removed(finished: asyncio.Task[frozenset[str]]) -> frozenset[str]:

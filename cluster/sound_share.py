@@ -10,19 +10,25 @@ the next change to that sound.)
 
 The writes are queued and retried in order while Redis is unreachable: the replica that took
 the upload has it at once, the others once Redis takes it.
+
+Announcements are sealed (``cluster.replica_auth``) and carry the file's SHA-256: a replica
+installs what it reads from the hash only if it is the file announced. Names and assignments
+read from Redis are checked (``cluster.validation``); what fails is dropped and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import hashlib
 import logging
-from typing import Any
 
 import redis.asyncio as aioredis
 
-from cluster.redis_io import follow, text, write_in_order
+from cluster import validation
+from cluster.redis_io import follow, write_in_order
+from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
+from cluster.replica_auth import MessageSeal, Refused, sender_of
 from cluster.shared_store import PREFIX
 from media.catalog import (
     AssignmentError,
@@ -40,11 +46,23 @@ logger = logging.getLogger(__name__)
 SOUNDS = PREFIX + "sounds"
 ASSIGNMENTS = PREFIX + "assignments"
 SOUND_CHANGES = PREFIX + "sound-changes"
+ANNOUNCEMENT = "sound-change"
+MAX_ANNOUNCEMENT_BYTES = 4096
 
 
 class SoundShare:
-    def __init__(self, client: aioredis.Redis, replica: str, catalog: SoundCatalog) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        replica: str,
+        catalog: SoundCatalog,
+        *,
+        seal: MessageSeal,
+        rejections: Rejections,
+    ) -> None:
         self._client = client
+        self._seal = seal
+        self._rejections = rejections
         self._replica = replica
         self._catalog = catalog
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,8 +109,9 @@ class SoundShare:
         )
 
     async def _write(self, change: SoundChange) -> None:
-        announcement = json.dumps(
-            {"r": self._replica, "kind": change.kind, "name": change.name, "mode": change.mode}
+        digest = None if change.data is None else hashlib.sha256(change.data).hexdigest()
+        announcement = self._seal.seal(
+            ANNOUNCEMENT, {"kind": change.kind, "name": change.name, "mode": change.mode, "sha256": digest}
         )
         async with self._client.pipeline(transaction=True) as pipe:
             if change.kind == "added" and change.data is not None:
@@ -111,7 +130,18 @@ class SoundShare:
             self._subscribed.set()
 
         async def handle(_: str, data: bytes | str) -> None:
-            await self._apply(json.loads(data))
+            if sender_of(data) == self._replica:
+                return
+            try:
+                envelope = self._seal.open(ANNOUNCEMENT, data, MAX_ANNOUNCEMENT_BYTES)
+                announcement = validation.sound_announcement(envelope.body)
+            except Refused as refused:
+                self._rejections.reject(ANNOUNCEMENT, refused.reason, str(refused))
+                return
+            except validation.Malformed as error:
+                self._rejections.reject(ANNOUNCEMENT, MALFORMED, f"from {envelope.sender}: {error}")
+                return
+            await self._apply(envelope.sender, announcement)
 
         await follow(
             self._client,
@@ -122,21 +152,25 @@ class SoundShare:
             lost=lambda error: logger.warning("sound feed interrupted: %s", error),
         )
 
-    async def _apply(self, change: dict[str, Any]) -> None:
-        if change.get("r") == self._replica:
-            return
-        name, kind = str(change["name"]), change.get("kind")
+    async def _apply(self, sender: str, change: validation.SoundAnnouncement) -> None:
+        name, kind = change.name, change.kind
         try:
             if kind == "added":
                 data = await self._client.hget(SOUNDS, name)
-                if isinstance(data, bytes):
-                    await self._install(name, data)
+                if not isinstance(data, bytes):
+                    return  # removed again meanwhile
+                if hashlib.sha256(data).hexdigest() != change.sha256:
+                    self._rejections.reject(
+                        "stored-sound", MISDIRECTED, f"{name!r} in Redis is not the file {sender} announced"
+                    )
+                    return
+                await self._install(name, data)
             elif kind == "removed":
                 self._catalog.remove(name, announce=False)
-            elif kind == "assigned":
-                self._catalog.assign(int(change["mode"]), name, announce=False)
+            elif kind == "assigned" and change.mode is not None:
+                self._catalog.assign(change.mode, name, announce=False)
         except (UnknownSound, SoundConflict, AssignmentError) as error:
-            logger.warning("sound change from %s not applied here: %s", change.get("r"), error)
+            logger.warning("sound change from %s not applied here: %s", sender, error)
 
     async def _install(self, name: str, data: bytes) -> None:
         try:
@@ -149,13 +183,21 @@ class SoundShare:
         sounds = await self._client.hgetall(SOUNDS)
         have = {entry.name for entry in self._catalog.entries()}
         for raw_name, data in sorted(sounds.items()):
-            name = text(raw_name)
+            try:
+                name = validation.stored_sound_name(raw_name)
+            except validation.Malformed as error:
+                self._rejections.reject("stored-sound", MALFORMED, str(error))
+                continue
             if name not in have and isinstance(data, bytes):
                 await self._install(name, data)
         assignments = await self._client.hgetall(ASSIGNMENTS)
         current = self._catalog.assignments()
         for raw_mode, raw_name in sorted(assignments.items()):
-            mode, name = int(text(raw_mode)), text(raw_name)
+            try:
+                mode, name = validation.assignment(raw_mode, raw_name)
+            except validation.Malformed as error:
+                self._rejections.reject("assignment", MALFORMED, str(error))
+                continue
             if current.get(mode) != name:
                 try:
                     self._catalog.assign(mode, name, announce=False)

@@ -8,7 +8,7 @@ objects are thread-safe.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,6 +39,7 @@ class Metrics(FleetObserver):
         self._store_reachable: Callable[[], bool] | None = None
         self._store_outages: Callable[[], int] | None = None
         self._store_round_trips: Callable[[], dict[str, int]] | None = None
+        self._store_rejections: Mapping[tuple[str, str], int] | None = None
         self._event_readers_dropped: Callable[[], int] | None = None
         self._audio_load: Callable[[], AudioLoad] | None = None
 
@@ -120,6 +121,10 @@ class Metrics(FleetObserver):
         """The shared store (Redis): reachable now, how many outages it had, requests sent by purpose."""
         self._store_reachable, self._store_outages = reachable, outages
         self._store_round_trips = round_trips
+
+    def watch_store_rejections(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """What was read from the shared store and refused, by (kind, reason); read at each scrape."""
+        self._store_rejections = counts
 
     def watch_audio_load(self, load: Callable[[], AudioLoad]) -> None:
         """Admission control's model and the transport's counts, read at each scrape."""
@@ -220,6 +225,16 @@ class _HotCounters(Collector):
             for purpose, count in sorted(m._store_round_trips().items()):
                 trips.add_metric([purpose], count)
             yield trips
+        if m._store_rejections is not None:
+            rejected = CounterMetricFamily(
+                "acp_store_messages_rejected",
+                "Messages and stored values read from the shared store and refused (forged, replayed,"
+                " stale or malformed), by kind and reason",
+                labels=["kind", "reason"],
+            )
+            for (kind, reason), count in sorted(dict(m._store_rejections).items()):
+                rejected.add_metric([kind, reason], count)
+            yield rejected
         if m._commits is not None:
             yield _counter(
                 "acp_state_saves_fenced",

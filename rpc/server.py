@@ -37,9 +37,12 @@ from admin.fleetview import FleetView
 from admin.server import AdminServer
 from cluster.fleet_share import FleetShare
 from cluster.relay import CommandRelay
+from cluster.relayed_audit import RelayedAudit
+from cluster.replica_auth import load_replica_secret
 from cluster.shared_audit import SharedAuditLog
 from cluster.shared_store import SharedStore
 from cluster.sound_share import SoundShare
+from cluster.store_access import StoreAccess
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.catalog import SoundCatalog
 from media.library import SoundLibrary, build_library
@@ -92,14 +95,19 @@ class ControlPlane:
         self.metrics = Metrics()
         self.shared: SharedStore | None = None
         if store is None and config.store:
+            secret_file = config.store_secret_file
             store = self.shared = SharedStore(
-                config.store, replica_name(config), max_records=record_limits(config).max_records
+                StoreAccess.from_files(config.store, config.store_password_file, config.store_tls_ca_file),
+                replica_name(config),
+                max_records=record_limits(config).max_records,
+                secret=None if secret_file is None else load_replica_secret(secret_file),
             )
             self.metrics.watch_shared_store(
                 lambda: self.shared is None or self.shared.reachable,
                 self._outages,
                 lambda: {} if self.shared is None else dict(self.shared.round_trips),
             )
+            self.metrics.watch_store_rejections(self.shared.rejections.counts)
         self.store: StateStore = store if store is not None else open_store(config.state_db)
         self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
         self.admin_tokens = Tokens.from_files(config.admin_token_file, config.admin_readonly_token_file)
@@ -214,13 +222,25 @@ class ControlPlane:
         if self.shared is not None:
             self.shared.on_change = fleet.record_changed
             self.shared.on_removed = fleet.devices_removed
-            shared_audit = SharedAuditLog(self.shared.client)
+            shared = self.shared
+            shared_audit = SharedAuditLog(shared.client, rejections=shared.rejections)
             shared_audit.start()
             self.audit = shared_audit
-            self._share = FleetShare(self.shared.client, self.shared.replica, fleet, self.shared.round_trips)
-            self._sound_share = SoundShare(self.shared.client, self.shared.replica, self.sounds)
+            seal, rejections = shared.seal, shared.rejections
+            self._share = FleetShare(
+                shared.client, shared.replica, fleet, shared.round_trips, seal=seal, rejections=rejections
+            )
+            self._sound_share = SoundShare(
+                shared.client, shared.replica, self.sounds, seal=seal, rejections=rejections
+            )
             self._relay = CommandRelay(
-                self.shared.client, self.shared.replica, fleet, round_trips=self.shared.round_trips
+                shared.client,
+                shared.replica,
+                fleet,
+                round_trips=shared.round_trips,
+                seal=seal,
+                rejections=rejections,
+                audit=RelayedAudit(shared_audit.record),
             )
             try:
                 await self._share.start()

@@ -13,16 +13,18 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tests.proxy import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
+        """``extra``: more redis-server options (an ACL file, a TLS port)."""
         self.directory = directory
         self.port = port or free_port()
+        self.extra = tuple(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,6 +43,7 @@ class RedisServer:
                 "--appendfsync", "always",
                 "--dir", str(self.directory),
                 "--logfile", str(self.directory / "redis.log"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -76,9 +79,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*extra: str) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="acp-redis-") as scratch:
-        server = RedisServer(Path(scratch))
+        server = RedisServer(Path(scratch), extra=extra)
         server.start()
         try:
             yield server

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from actors.config import ServerConfig, parse_config
+from cluster.redis_acl import USER
 from rpc.registration import SERVICE_NAME
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
@@ -74,7 +76,7 @@ def test_the_admin_api_is_exposed_only_with_tokens_from_a_secret() -> None:
     secrets = {
         volume["name"]: volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume
     }
-    assert secrets == {"admin-tokens": "audio-control-plane-admin"}
+    assert secrets["admin-tokens"] == "audio-control-plane-admin"
     assert config.admin_token_file is not None
     assert config.admin_token_file.parent == Path(mounts["admin-tokens"])
 
@@ -147,7 +149,7 @@ def test_the_replicas_share_the_redis_of_the_manifests_each_under_its_pods_name(
     redis_service = named("Service", "audio-control-plane-redis")
     assert (
         config.store
-        == f"redis://{redis_service['metadata']['name']}:{redis_service['spec']['ports'][0]['port']}/0"
+        == f"redis://acp@{redis_service['metadata']['name']}:{redis_service['spec']['ports'][0]['port']}/0"
     )
     server = named("Deployment", "audio-control-plane")
     assert server["spec"]["replicas"] >= 3
@@ -176,7 +178,7 @@ def test_the_compose_file_runs_three_valid_replicas_behind_the_shipped_haproxy_c
     names = set()
     for service in replicas.values():
         config = parse_config([], {key: str(value) for key, value in service["environment"].items()})
-        assert config.store == "redis://redis:6379/0"
+        assert config.store == "redis://acp@redis:6379/0"
         names.add(config.replica_id)
     assert len(names) == 3, "each replica under a name of its own"
     haproxy = services["haproxy"]
@@ -188,3 +190,43 @@ def test_the_compose_file_runs_three_valid_replicas_behind_the_shipped_haproxy_c
         value.split(":")[0] for key, value in haproxy["environment"].items() if key.startswith("ACP_REPLICA")
     }
     assert targets == set(replicas)
+
+
+def test_redis_requires_the_replicas_acl_user_and_every_secret_comes_from_a_secret_in_kubernetes() -> None:
+    [redis] = named("StatefulSet", "audio-control-plane-redis")["spec"]["template"]["spec"]["containers"]
+    redis_pod = named("StatefulSet", "audio-control-plane-redis")["spec"]["template"]["spec"]
+    acl_path = Path(redis["args"][redis["args"].index("--aclfile") + 1])
+    [acl_mount] = [mount for mount in redis["volumeMounts"] if Path(mount["mountPath"]) == acl_path.parent]
+    [acl_volume] = [volume for volume in redis_pod["volumes"] if volume["name"] == acl_mount["name"]]
+    assert acl_volume["secret"]["items"] == [{"key": acl_path.name, "path": acl_path.name}]
+    config = parse_config([], named("ConfigMap", "audio-control-plane")["data"])
+    assert urlsplit(config.store).username == USER
+    assert urlsplit(config.store).password is None, "no password in the ConfigMap"
+    assert config.store_password_file is not None
+    assert config.store_secret_file is not None
+    pod = named("Deployment", "audio-control-plane")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    for path in (config.store_password_file, config.store_secret_file):
+        [mount] = [mount for mount in container["volumeMounts"] if Path(mount["mountPath"]) == path.parent]
+        [volume] = [volume for volume in pod["volumes"] if volume["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == acl_volume["secret"]["secretName"]
+        assert {"key": path.name, "path": path.name} in volume["secret"]["items"]
+
+
+def test_redis_requires_the_replicas_acl_user_and_every_secret_comes_from_a_secret_in_compose() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    redis = compose["services"]["redis"]
+    acl_path = Path(redis["command"][redis["command"].index("--aclfile") + 1])
+    assert acl_path.parent == Path("/run/secrets")
+    assert acl_path.name in redis["secrets"]
+    for name, service in compose["services"].items():
+        if not name.startswith("replica"):
+            continue
+        config = parse_config([], {key: str(value) for key, value in service["environment"].items()})
+        assert urlsplit(config.store).username == USER
+        assert urlsplit(config.store).password is None
+        for path in (config.store_password_file, config.store_secret_file):
+            assert path is not None
+            assert path.parent == Path("/run/secrets")
+            assert path.name in service["secrets"]
+            assert path.name in compose["secrets"]

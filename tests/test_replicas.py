@@ -280,7 +280,9 @@ def test_the_audit_log_on_any_replica_shows_the_actions_taken_on_every_replica(
 
             async def both_logged() -> bool:
                 entries = (await second.get("/api/audit")).json()["entries"]
-                return [(entry["action"], entry["result"]["mode"]) for entry in entries] == [
+                # The holder's own records of the relayed commands are left out here.
+                asked = [entry for entry in entries if entry["action"] != "relayed"]
+                return [(entry["action"], entry["result"]["mode"]) for entry in asked] == [
                     ("mode", 3),
                     ("mode", 2),
                 ]
