@@ -3,11 +3,17 @@ sound each mode plays. Uploads and assignments are kept in a shelf directory acr
 
 Reads (for_mode, named, entries) may come from any thread: they see one immutable snapshot, replaced
 whole on every change. Changes (add, remove, assign) are serialised by a lock; decoding, the slow
-part, happens before them in decode_upload, which shares nothing.
+part, happens before them in a sandboxed child process (media.sandbox).
+
+Each upload is kept twice on the shelf: the file as uploaded (`<name>.sound`) and its encoded packets
+(`<name>.packets`, media.stored_packets). A restart loads the packets, which takes milliseconds; an
+upload whose packets are missing, damaged or of another frame duration waits, unavailable, until
+restore_waiting() encodes it again once the server is serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -16,18 +22,22 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from media.decode import DEFAULT_MAX_SECONDS, SoundFileError, decode_pcm_bytes
-from media.library import BUILT_IN_PREFIX, EncodedSound, SoundLibrary, encode_sound
+from media.decode import DEFAULT_MAX_SECONDS, SoundFileError
+from media.library import BUILT_IN_PREFIX, EncodedSound, SoundLibrary
+from media.sandbox import DecodeBusy, DecodeJob, DecodeSandbox
+from media.stored_packets import StoredPacketsError, pack, unpack
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UPLOAD_SUFFIX = ".sound"
-"""Stored uploads are `<name>.sound`: FFmpeg finds the format from the bytes, so no extension is kept."""
+"""Stored uploads are `<name>.sound`: the format is found from the bytes, so no extension is kept."""
+_PACKETS_SUFFIX = ".packets"
+"""Beside each, `<name>.packets`: the upload encoded, loaded at start instead of decoding it again."""
 _TEMP_SUFFIX = ".tmp"
 _ASSIGNMENTS = "assignments.json"
 
@@ -83,13 +93,18 @@ def check_name(name: str) -> None:
 def decode_upload(
     name: str, data: bytes, frame_ms: int, max_seconds: float = DEFAULT_MAX_SECONDS
 ) -> EncodedSound:
-    """Check the name, decode the file and Opus-encode it once in `frame_ms` packets.
+    """Check the name, decode the file and Opus-encode it once in `frame_ms` packets, in a sandboxed
+    child process, blocking until it is done (SoundCatalog.decode is the server's way, on its loop).
 
-    Pure and thread-safe, so the server runs it in a worker thread and its event loop never decodes.
     Raises SoundNameError or SoundFileError (whose message names the problem).
     """
     check_name(name)
-    return encode_sound(name, decode_pcm_bytes(data, f"sound {name!r}", max_seconds), frame_ms)
+    (result,) = DecodeSandbox().encode_blocking(
+        [DecodeJob(name, data, frame_ms, f"sound {name!r}", max_seconds)]
+    )
+    if isinstance(result, SoundFileError):
+        raise result
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,26 +123,36 @@ class SoundChange:
 class _Snapshot:
     uploads: Mapping[str, EncodedSound]
     by_mode: tuple[EncodedSound, ...]
+    waiting: frozenset[str] = frozenset()
+    """Stored uploads to be encoded again (their packets missing, damaged or of another frame_ms)."""
+    awaited: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Modes assigned a waiting upload, which they play once it is back."""
 
 
 class SoundCatalog:
     """Drop-in for a SoundLibrary where actors play sounds (modes, frame_ms, silence_packet, for_mode,
     named), plus what the operator API changes."""
 
-    def __init__(self, library: SoundLibrary, shelf_dir: Path | None) -> None:
+    def __init__(
+        self, library: SoundLibrary, shelf_dir: Path | None, sandbox: DecodeSandbox | None = None
+    ) -> None:
         self.library = library
+        self.sandbox = sandbox or DecodeSandbox()
+        """Where uploads are decoded: child processes with limits, a few at a time."""
         self._fixed = {sound.name: sound for sound in library.sounds}
         self._shelf = shelf_dir
         self._lock = threading.Lock()
         self.on_change: Callable[[SoundChange], None] | None = None
         """Told of each change made here (not of those ``announce=False`` applies from elsewhere)."""
-        uploads: dict[str, EncodedSound] = {}
-        by_mode = list(library.sounds)
+        self._state = _Snapshot(MappingProxyType({}), tuple(library.sounds))
         if shelf_dir is not None:
             self._uploads_dir.mkdir(parents=True, exist_ok=True)
-            uploads = self._restore_uploads()
-            self._restore_assignments(uploads, by_mode)
-        self._state = _Snapshot(MappingProxyType(uploads), tuple(by_mode))
+            uploads, waiting = self._restore_uploads()
+            by_mode = list(library.sounds)
+            awaited = self._restore_assignments(uploads, waiting, by_mode)
+            self._state = _Snapshot(
+                MappingProxyType(uploads), tuple(by_mode), frozenset(waiting), MappingProxyType(awaited)
+            )
 
     # What actors read, from any thread.
 
@@ -174,6 +199,15 @@ class SoundCatalog:
         """The modes that play the sound called `name` (none for an unknown name)."""
         return list(self._modes_of(self._state, name))
 
+    @property
+    def waiting(self) -> list[str]:
+        """Stored uploads not playable yet: restore_waiting() encodes them again."""
+        return sorted(self._state.waiting)
+
+    def holds(self, name: str) -> bool:
+        """Whether a sound of this name is here, playable or waiting to be encoded again."""
+        return self.named(name) is not None or name in self._state.waiting
+
     def check_upload_name(self, name: str) -> None:
         """Whether an upload may take this name, checked before the upload is decoded.
 
@@ -184,11 +218,43 @@ class SoundCatalog:
             raise SoundConflict(f"{name!r} is a {self._source(name).value} sound; upload under another name")
         check_name(name)
 
+    # Decoding, in the sandbox.
+
+    async def decode(self, name: str, data: bytes, *, background: bool = False) -> EncodedSound:
+        """Check the name, then decode and encode the file at this catalog's frame_ms in a child process.
+
+        SoundNameError, SoundConflict or SoundFileError for a name or file refused; DecodeBusy when no
+        turn came soon enough (background work waits its turn instead).
+        """
+        self.check_upload_name(name)
+        job = DecodeJob(name, data, self.frame_ms, f"sound {name!r}")
+        return await self.sandbox.encode(job, background=background)
+
+    async def restore_waiting(self) -> None:
+        """Encode again, one at a time, each stored upload whose packets could not be used, and make it
+        playable (with the modes assigned it). Run once the server serves: it may take minutes."""
+        for name in self.waiting:
+            try:
+                data = await asyncio.to_thread(self._upload_path(name).read_bytes)
+                sound = await self.decode(name, data, background=True)
+            except DecodeBusy:
+                return  # stopping
+            except (SoundNameError, SoundConflict, SoundFileError, OSError) as exc:
+                logger.warning("skipping stored sound %s: %s", self._upload_path(name), exc)
+                self._give_up_waiting(name)
+                continue
+            if await asyncio.to_thread(self._install_restored, name, sound, len(data)):
+                logger.info("restored sound %s (%.2f s, encoded again)", name, sound.duration)
+
+    def close(self) -> None:
+        """Stop decoding: running children are killed and new decodes refused (the server is stopping)."""
+        self.sandbox.close()
+
     # Changes, serialised by the lock.
 
     def add(self, name: str, sound: EncodedSound, data: bytes, announce: bool = True) -> bool:
-        """Install `sound` (from decode_upload) under `name`, replacing an upload of that name, and keep
-        `data`, the file as uploaded. True if the name is new.
+        """Install `sound` (from decode) under `name`, replacing an upload of that name, and keep `data`,
+        the file as uploaded, with the packets. True if the name is new.
 
         A playback of the replaced sound plays on: it holds the old EncodedSound, which nothing changes.
         """
@@ -202,51 +268,67 @@ class SoundCatalog:
         with self._lock:
             state = self._state
             if self._shelf is not None:
-                _write_atomically(self._upload_path(name), data)
-            uploads = {**state.uploads, name: sound}
+                self._store(name, sound, data)
             replaced = state.uploads.get(name)
             by_mode = tuple(sound if playing is replaced else playing for playing in state.by_mode)
-            self._state = _Snapshot(MappingProxyType(uploads), by_mode)
+            self._state = self._without_waiting(
+                _Snapshot(
+                    MappingProxyType({**state.uploads, name: sound}), by_mode, state.waiting, state.awaited
+                ),
+                name,
+                sound,
+            )
         # The API logs the upload with who made it; this line is for debugging the catalog alone.
         logger.debug("sound %s %s (%.2f s)", name, "replaced" if replaced else "added", sound.duration)
         self._announce(announce, SoundChange("added", name, data=data))
         return replaced is None
 
     def remove(self, name: str, announce: bool = True) -> None:
-        """Forget an uploaded sound and its stored file. UnknownSound if there is none of that name;
-        SoundConflict for a built-in or sounds-dir sound, or one a mode plays."""
+        """Forget an uploaded sound and its stored files. UnknownSound if there is none of that name;
+        SoundConflict for a built-in or sounds-dir sound, or one a mode plays (or will, once restored)."""
         if name in self._fixed:
             raise SoundConflict(f"{name!r} is a {self._source(name).value} sound; it cannot be deleted")
         with self._lock:
             state = self._state
-            if name not in state.uploads:
+            if name not in state.uploads and name not in state.waiting:
                 raise UnknownSound(f"no sound is named {name!r}")
             modes = self._modes_of(state, name)
             if modes:
                 raise SoundConflict(f"{name!r} is {_assigned_to(modes)}; assign another sound first")
             if self._shelf is not None:
+                # The file first: packets left alone by a crash are swept at start, a file would be restored.
                 self._upload_path(name).unlink(missing_ok=True)
+                self._packets_path(name).unlink(missing_ok=True)
             uploads = {key: sound for key, sound in state.uploads.items() if key != name}
-            self._state = _Snapshot(MappingProxyType(uploads), state.by_mode)
+            self._state = _Snapshot(
+                MappingProxyType(uploads), state.by_mode, state.waiting - {name}, state.awaited
+            )
         logger.info("sound %s deleted", name)
         self._announce(announce, SoundChange("removed", name))
 
     def assign(self, mode: int, name: str, announce: bool = True) -> None:
-        """Make `mode` play the sound called `name` from its next Play on; kept across restarts."""
+        """Make `mode` play the sound called `name` from its next Play on; kept across restarts. A sound
+        waiting to be encoded again is played once it is back."""
         if not 0 <= mode < self.modes:
             raise AssignmentError(f"mode {mode} does not exist: modes are 0..{self.modes - 1}")
         with self._lock:
             state = self._state
             sound = self.named(name)
-            if sound is None:
+            awaited = {key: value for key, value in state.awaited.items() if key != mode}
+            if sound is None and name in state.waiting:
+                awaited[mode] = name
+                by_mode = state.by_mode
+            elif sound is None:
                 raise AssignmentError(f"no sound is named {name!r}")
-            by_mode = tuple(
-                sound if index == mode else playing for index, playing in enumerate(state.by_mode)
-            )
+            else:
+                by_mode = tuple(
+                    sound if index == mode else playing for index, playing in enumerate(state.by_mode)
+                )
+            new_state = _Snapshot(state.uploads, by_mode, state.waiting, MappingProxyType(awaited))
             if self._shelf is not None:
-                self._save_assignments(by_mode)
-            self._state = _Snapshot(state.uploads, by_mode)
-        logger.info("mode %d plays %s", mode, name)
+                self._save_assignments(new_state)
+            self._state = new_state
+        logger.info("mode %d plays %s%s", mode, name, "" if sound is not None else " once it is restored")
         self._announce(announce, SoundChange("assigned", name, mode=mode))
 
     # Helpers.
@@ -263,7 +345,11 @@ class SoundCatalog:
 
     @staticmethod
     def _modes_of(state: _Snapshot, name: str) -> tuple[int, ...]:
-        return tuple(mode for mode, sound in enumerate(state.by_mode) if sound.name == name)
+        return tuple(
+            mode
+            for mode, sound in enumerate(state.by_mode)
+            if sound.name == name or state.awaited.get(mode) == name
+        )
 
     @property
     def _uploads_dir(self) -> Path:
@@ -273,26 +359,86 @@ class SoundCatalog:
     def _upload_path(self, name: str) -> Path:
         return self._uploads_dir / f"{name}{_UPLOAD_SUFFIX}"
 
-    def _save_assignments(self, by_mode: tuple[EncodedSound, ...]) -> None:
+    def _packets_path(self, name: str) -> Path:
+        return self._uploads_dir / f"{name}{_PACKETS_SUFFIX}"
+
+    def _store(self, name: str, sound: EncodedSound, data: bytes) -> None:
+        """The file, then its packets; the old packets go first, so a crash between the writes leaves
+        a file without packets (encoded again at start), never a file with another file's packets."""
+        self._packets_path(name).unlink(missing_ok=True)
+        _write_atomically(self._upload_path(name), data)
+        _write_atomically(self._packets_path(name), pack(sound, len(data)))
+
+    @staticmethod
+    def _without_waiting(state: _Snapshot, name: str, sound: EncodedSound) -> _Snapshot:
+        """`state` with `name` playable as `sound`: no longer waiting, and the modes awaiting it play it."""
+        awaiting = [mode for mode, awaited in state.awaited.items() if awaited == name]
+        if name not in state.waiting and not awaiting:
+            return state
+        by_mode = tuple(sound if mode in awaiting else playing for mode, playing in enumerate(state.by_mode))
+        others = {mode: sound_name for mode, sound_name in state.awaited.items() if sound_name != name}
+        return _Snapshot(state.uploads, by_mode, state.waiting - {name}, MappingProxyType(others))
+
+    def _install_restored(self, name: str, sound: EncodedSound, source_bytes: int) -> bool:
+        """Make a waiting upload playable and store its packets; False if it stopped waiting meanwhile
+        (replaced by a new upload or deleted)."""
+        with self._lock:
+            state = self._state
+            if name not in state.waiting:
+                return False
+            try:
+                _write_atomically(self._packets_path(name), pack(sound, source_bytes))
+            except OSError as exc:
+                logger.warning("sound %s restored, but its packets could not be stored: %s", name, exc)
+            uploads = MappingProxyType({**state.uploads, name: sound})
+            restored = self._without_waiting(
+                _Snapshot(uploads, state.by_mode, state.waiting, state.awaited), name, sound
+            )
+            self._state = restored
+        return True
+
+    def _give_up_waiting(self, name: str) -> None:
+        """A waiting upload that cannot be encoded: its modes keep what they play now (logged)."""
+        with self._lock:
+            state = self._state
+            for mode, sound_name in sorted(state.awaited.items()):
+                if sound_name == name:
+                    logger.warning(
+                        "skipping the stored assignment of mode %d to %r: no such sound now", mode, name
+                    )
+            others = {mode: sound_name for mode, sound_name in state.awaited.items() if sound_name != name}
+            self._state = _Snapshot(
+                state.uploads, state.by_mode, state.waiting - {name}, MappingProxyType(others)
+            )
+
+    def _save_assignments(self, state: _Snapshot) -> None:
         """Only the modes that differ from the library are kept, so a mode never reassigned follows the
         library (a new --sounds-dir file, say) after a restart."""
         assert self._shelf is not None
         changed = {
             str(mode): sound.name
-            for mode, sound in enumerate(by_mode)
+            for mode, sound in enumerate(state.by_mode)
             if sound is not self.library.sounds[mode]
         }
+        changed.update({str(mode): name for mode, name in state.awaited.items()})
         text = json.dumps({"modes": changed}, indent=2, sort_keys=True) + "\n"
         _write_atomically(self._shelf / _ASSIGNMENTS, text.encode())
 
-    def _restore_uploads(self) -> dict[str, EncodedSound]:
-        """Decode every stored upload again, at this run's frame_ms; one that fails is skipped."""
+    def _restore_uploads(self) -> tuple[dict[str, EncodedSound], set[str]]:
+        """Load every stored upload's packets; one without usable packets waits to be encoded again, one
+        that may not be an upload (now a sounds-dir name, say) is skipped."""
         uploads: dict[str, EncodedSound] = {}
+        waiting: set[str] = set()
         for path in sorted(self._uploads_dir.iterdir()):
             if path.name.endswith(_TEMP_SUFFIX):
                 # A write cut short by a crash; the upload it was for was never acknowledged.
                 logger.info("removing %s, an unfinished upload", path)
                 path.unlink(missing_ok=True)
+                continue
+            if path.name.endswith(_PACKETS_SUFFIX) and path.is_file():
+                if not self._upload_path(path.name.removesuffix(_PACKETS_SUFFIX)).exists():
+                    logger.info("removing %s, the packets of a deleted upload", path)
+                    path.unlink(missing_ok=True)
                 continue
             name = path.name.removesuffix(_UPLOAD_SUFFIX)
             if name == path.name or not path.is_file():
@@ -300,26 +446,52 @@ class SoundCatalog:
                 continue
             try:
                 self.check_upload_name(name)
-                uploads[name] = decode_upload(name, path.read_bytes(), self.frame_ms)
-            except (SoundNameError, SoundConflict, SoundFileError, OSError) as exc:
+            except (SoundNameError, SoundConflict) as exc:
                 logger.warning("skipping stored sound %s: %s", path, exc)
                 continue
+            try:
+                uploads[name] = self._load_packets(name, path)
+            except (OSError, StoredPacketsError) as exc:
+                logger.warning("stored sound %s: %s; it is encoded again once the server serves", name, exc)
+                waiting.add(name)
+                continue
             logger.info("restored sound %s (%.2f s)", name, uploads[name].duration)
-        return uploads
+        return uploads, waiting
 
-    def _restore_assignments(self, uploads: Mapping[str, EncodedSound], by_mode: list[EncodedSound]) -> None:
-        """Give back each stored mode its sound; an assignment to a mode or sound now gone is skipped."""
+    def _load_packets(self, name: str, upload: Path) -> EncodedSound:
+        """The stored packets of `upload`, if they are whole, its own and at this catalog's frame_ms."""
+        path = self._packets_path(name)
+        try:
+            stored = unpack(path.read_bytes())
+        except FileNotFoundError:
+            raise StoredPacketsError("no stored packets") from None
+        except StoredPacketsError as exc:
+            raise StoredPacketsError(f"stored packets unusable: {exc}") from None
+        if stored.sound.name != name or stored.source_bytes != upload.stat().st_size:
+            raise StoredPacketsError("the stored packets are of another file")
+        if stored.sound.frame_ms != self.frame_ms:
+            raise StoredPacketsError(
+                f"stored in {stored.sound.frame_ms} ms packets, this server uses {self.frame_ms} ms"
+            )
+        return stored.sound
+
+    def _restore_assignments(
+        self, uploads: Mapping[str, EncodedSound], waiting: set[str], by_mode: list[EncodedSound]
+    ) -> dict[int, str]:
+        """Give back each stored mode its sound (or await it, if it waits to be encoded again); an
+        assignment to a mode or sound now gone is skipped."""
         assert self._shelf is not None
+        awaited: dict[int, str] = {}
         path = self._shelf / _ASSIGNMENTS
         try:
             stored = json.loads(path.read_text())["modes"]
             if not isinstance(stored, dict):
                 raise TypeError("modes is not an object")
         except FileNotFoundError:
-            return
+            return awaited
         except (OSError, ValueError, TypeError, KeyError) as exc:
             logger.warning("ignoring the mode assignments in %s, unreadable: %s", path, exc)
-            return
+            return awaited
         for key, name in sorted(stored.items()):
             mode = int(key) if isinstance(key, str) and key.isdecimal() else -1
             sound = (self._fixed.get(name) or uploads.get(name)) if isinstance(name, str) else None
@@ -330,13 +502,17 @@ class SoundCatalog:
                     name,
                     len(by_mode) - 1,
                 )
-            elif sound is None:
+            elif sound is not None:
+                by_mode[mode] = sound
+                logger.info("mode %d plays %s (assigned)", mode, name)
+            elif isinstance(name, str) and name in waiting:
+                awaited[mode] = name
+                logger.info("mode %d plays %s (assigned) once it is encoded again", mode, name)
+            else:
                 logger.warning(
                     "skipping the stored assignment of mode %d to %r: no such sound now", mode, name
                 )
-            else:
-                by_mode[mode] = sound
-                logger.info("mode %d plays %s (assigned)", mode, name)
+        return awaited
 
 
 def _assigned_to(modes: tuple[int, ...]) -> str:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from media.decode import SoundFileError, load_pcm
-from media.opus import FRAME_DURATIONS_MS, SAMPLE_RATE, OpusEncoder
+from media.decode import SoundFileError
+from media.opus import FRAME_DURATIONS_MS, OpusEncoder
+from media.sandbox import DecodeJob, DecodeSandbox
+from media.sound import EncodedSound as EncodedSound
 from media.synth import default_pcm
 
 logger = logging.getLogger(__name__)
@@ -35,26 +37,6 @@ def built_in_name(mode: int) -> str:
 
 class SoundConfigError(ValueError):
     """The sounds directory cannot be used as configured; raised at start-up so the operator fixes it."""
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedSound:
-    name: str
-    """The name the admin API knows it by: `builtin-1`, or a sound file's name without its extension."""
-    frame_ms: int
-    packets: tuple[bytes, ...] = field(repr=False)  # thousands of packets would drown any log line
-    samples: int
-    """Samples of the source at 48 kHz, before the last packet was padded to a whole frame."""
-
-    @property
-    def duration(self) -> float:
-        """Seconds of the source sound."""
-        return self.samples / SAMPLE_RATE
-
-    @property
-    def streamed_duration(self) -> float:
-        """Seconds the device plays, the last frame's padding included: what pacing must wait for."""
-        return len(self.packets) * self.frame_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -84,7 +66,7 @@ def build_library(modes: int, frame_ms: int = 20, sounds_dir: Path | None = None
     """Encode the sound of each of `modes` modes once, in `frame_ms` Opus packets.
 
     Every mode has a built-in sound (media.synth). A file in `sounds_dir` named `<mode>.<ext>` or
-    `<mode>-<label>.<ext>` (e.g. `3.flac`, `0-doorbell.mp3`; any format FFmpeg decodes) replaces the
+    `<mode>-<label>.<ext>` (e.g. `3.flac`, `0-doorbell.mp3`; an accepted audio format, media.formats) replaces the
     built-in sound of that mode. A built-in sound is named `builtin-<mode>`, a file by its name
     without the extension (`3`, `0-doorbell`). In that directory:
 
@@ -102,16 +84,14 @@ def build_library(modes: int, frame_ms: int = 20, sounds_dir: Path | None = None
     if frame_ms not in FRAME_DURATIONS_MS:
         raise ValueError(f"frame duration must be one of {FRAME_DURATIONS_MS} ms, got {frame_ms!r}")
     files = _sound_files(sounds_dir, modes) if sounds_dir is not None else {}
+    from_files = _encode_files(files, frame_ms)
 
     sounds: list[EncodedSound] = []
     for mode in range(modes):
-        path = files.get(mode)
-        if path is None:
-            name, pcm = built_in_name(mode), default_pcm(mode)
-        else:
-            name, pcm = path.stem, _load(path)
-        sound = encode_sound(name, pcm, frame_ms)
-        logger.info("mode %d plays %s (%.2f s, %d packets)", mode, name, sound.duration, len(sound.packets))
+        sound = from_files.get(mode) or encode_sound(built_in_name(mode), default_pcm(mode), frame_ms)
+        logger.info(
+            "mode %d plays %s (%.2f s, %d packets)", mode, sound.name, sound.duration, len(sound.packets)
+        )
         sounds.append(sound)
     return SoundLibrary(frame_ms, tuple(sounds), OpusEncoder(frame_ms).silence_packet())
 
@@ -124,11 +104,21 @@ def encode_sound(name: str, pcm: npt.NDArray[np.int16], frame_ms: int) -> Encode
     return EncodedSound(name=name, frame_ms=frame_ms, packets=packets, samples=len(pcm))
 
 
-def _load(path: Path) -> npt.NDArray[np.int16]:
-    try:
-        return load_pcm(path)
-    except SoundFileError as exc:
-        raise SoundConfigError(str(exc)) from exc
+def _encode_files(files: dict[int, Path], frame_ms: int) -> dict[int, EncodedSound]:
+    """The sounds-dir files, decoded as uploads are: the same accepted formats, in the same sandbox.
+
+    They are the operator's own, but one rule is simpler to trust than two, and the sandbox's limits
+    also catch an honest mistake (a film dropped in the folder) with a message rather than a stall.
+    """
+    modes = sorted(files)
+    jobs = [DecodeJob(files[mode].stem, files[mode], frame_ms, f"sound file {files[mode]}") for mode in modes]
+    results = DecodeSandbox().encode_blocking(jobs) if jobs else []
+    encoded: dict[int, EncodedSound] = {}
+    for mode, result in zip(modes, results, strict=True):
+        if isinstance(result, SoundFileError):
+            raise SoundConfigError(str(result)) from result
+        encoded[mode] = result
+    return encoded
 
 
 def _sound_files(sounds_dir: Path, modes: int) -> dict[int, Path]:

@@ -50,9 +50,28 @@ class OpusEncoder:
         frames = -(-len(pcm) // self.frame_samples)
         padded = np.zeros(frames * self.frame_samples, dtype=np.int16)
         padded[: len(pcm)] = pcm
+        return self._encode_frames(padded)
+
+    def encode_chunks(self, chunks: Iterable[np.ndarray]) -> tuple[bytes, ...]:
+        """encode() of the chunks joined end to end, without joining them: a long sound is never held
+        twice. The packets are the same bytes encode() would give."""
+        packets: list[bytes] = []
+        pending = np.zeros(0, dtype=np.int16)
+        for chunk in chunks:
+            if chunk.dtype != np.int16 or chunk.ndim != 1:
+                raise ValueError("expected mono int16 PCM")
+            pending = np.concatenate((pending, chunk))
+            whole = len(pending) - len(pending) % self.frame_samples
+            if whole:
+                packets.extend(self._encode_frames(pending[:whole]))
+                pending = pending[whole:]
+        return (*packets, *self.encode(pending))
+
+    def _encode_frames(self, pcm: np.ndarray) -> tuple[bytes, ...]:
+        """Whole frames only: len(pcm) is a multiple of frame_samples."""
         return tuple(
-            bytes(self._encoder.encode(padded[i : i + self.frame_samples].tobytes(), self.frame_samples))
-            for i in range(0, len(padded), self.frame_samples)
+            bytes(self._encoder.encode(pcm[i : i + self.frame_samples].tobytes(), self.frame_samples))
+            for i in range(0, len(pcm), self.frame_samples)
         )
 
     def silence_packet(self) -> bytes:

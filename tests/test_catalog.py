@@ -3,6 +3,7 @@ on the shelf across restarts. Real files, real PyAV decoding, real libopus."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from media.catalog import (
 from media.decode import SoundFileError
 from media.library import SoundLibrary, build_library
 from media.opus import SAMPLE_RATE, decode_packets
+from media.stored_packets import unpack
 from tests.audio_files import dominant_frequency, write_tone
 
 MODES = 3
@@ -262,16 +264,22 @@ def test_a_removed_upload_stays_removed_after_a_restart(
     assert SoundCatalog(library, tmp_path).named("alert") is None
 
 
-def test_a_restart_encodes_uploads_again_at_the_new_frame_duration(
+def test_uploads_stored_at_another_frame_duration_wait_and_are_encoded_again_in_the_background(
     tmp_path: Path, tone_files: dict[float, bytes]
 ) -> None:
     upload(SoundCatalog(build_library(1, frame_ms=20), tmp_path), "alert", tone_files[500.0])
 
-    sound = SoundCatalog(build_library(1, frame_ms=60), tmp_path).named("alert")
+    catalog = SoundCatalog(build_library(1, frame_ms=60), tmp_path)
+    assert catalog.named("alert") is None
+    assert catalog.waiting == ["alert"]
+    asyncio.run(catalog.restore_waiting())
 
+    sound = catalog.named("alert")
     assert sound is not None
     assert sound.frame_ms == 60
     assert len(sound.packets) == 9  # 0.5 s in 60 ms packets, the last one padded
+    assert catalog.waiting == []
+    assert unpack((tmp_path / "uploads" / "alert.packets").read_bytes()).sound == sound
 
 
 def test_a_mode_reassigned_its_own_sound_follows_the_library_after_a_restart(
@@ -296,11 +304,13 @@ def test_a_stored_file_that_no_longer_decodes_is_skipped_with_a_warning(
 
     with caplog.at_level(logging.WARNING, logger="media.catalog"):
         after = SoundCatalog(library, tmp_path)
+        asyncio.run(after.restore_waiting())
 
     assert after.named("alert") is None
     assert after.named("spare") is not None
     assert after.for_mode(0) is library.for_mode(0)
     warned = [record.getMessage() for record in caplog.records]
+    assert any("alert" in line and "of another file" in line for line in warned)
     assert any("alert.sound" in line and "not an audio file FFmpeg can decode" in line for line in warned)
     assert any("mode 0 to 'alert': no such sound now" in line for line in warned)
 
@@ -351,7 +361,12 @@ def test_files_are_written_whole_with_no_temporary_left_behind(
     upload(catalog, "alert", tone_files[500.0])
     catalog.assign(0, "alert")
 
-    assert sorted(path.name for path in tmp_path.rglob("*")) == ["alert.sound", "assignments.json", "uploads"]
+    assert sorted(path.name for path in tmp_path.rglob("*")) == [
+        "alert.packets",
+        "alert.sound",
+        "assignments.json",
+        "uploads",
+    ]
     assert (tmp_path / "uploads" / "alert.sound").read_bytes() == tone_files[500.0]
 
 
@@ -391,3 +406,103 @@ def test_uploads_decode_in_parallel_threads_alike(tone_files: dict[float, bytes]
     with ThreadPoolExecutor(4) as pool:
         sounds = list(pool.map(lambda _: decode_upload("alert", tone_files[500.0], 20), range(4)))
     assert len({sound.packets for sound in sounds}) == 1
+
+
+def test_a_restart_loads_the_stored_packets_instead_of_decoding_the_file(
+    tmp_path: Path, library: SoundLibrary, tone_files: dict[float, bytes]
+) -> None:
+    before = SoundCatalog(library, tmp_path)
+    upload(before, "alert", tone_files[500.0])
+    stored = tmp_path / "uploads" / "alert.sound"
+    stored.write_bytes(b"\0" * stored.stat().st_size)  # would not decode: only the packets can be used
+
+    after = SoundCatalog(library, tmp_path)
+
+    assert after.waiting == []
+    assert after.named("alert") == before.named("alert")
+
+
+@pytest.mark.parametrize("damage", ["missing", "flipped byte", "cut short", "of another file"])
+def test_an_upload_whose_packets_cannot_be_used_waits_then_is_encoded_again(
+    tmp_path: Path, library: SoundLibrary, tone_files: dict[float, bytes], damage: str
+) -> None:
+    upload(SoundCatalog(library, tmp_path), "alert", tone_files[500.0])
+    packets = tmp_path / "uploads" / "alert.packets"
+    good = packets.read_bytes()
+    if damage == "missing":
+        packets.unlink()
+    elif damage == "flipped byte":
+        packets.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
+    elif damage == "cut short":
+        packets.write_bytes(good[: len(good) // 2])
+    else:
+        (tmp_path / "uploads" / "alert.sound").write_bytes(tone_files[1500.0] + b"\0")
+
+    catalog = SoundCatalog(library, tmp_path)
+    assert catalog.named("alert") is None
+    assert catalog.waiting == ["alert"]
+    assert "alert" not in [entry.name for entry in catalog.entries()]
+    asyncio.run(catalog.restore_waiting())
+
+    assert catalog.waiting == []
+    assert pitch(catalog, "alert") == pytest.approx(1500.0 if damage == "of another file" else 500.0, abs=3.0)
+    assert SoundCatalog(library, tmp_path).named("alert") == catalog.named("alert")  # packets stored again
+
+
+def test_a_mode_assigned_a_waiting_upload_plays_it_once_it_is_encoded_again(
+    tmp_path: Path, library: SoundLibrary, tone_files: dict[float, bytes]
+) -> None:
+    before = SoundCatalog(library, tmp_path)
+    upload(before, "alert", tone_files[500.0])
+    before.assign(0, "alert")
+    (tmp_path / "uploads" / "alert.packets").unlink()
+
+    catalog = SoundCatalog(library, tmp_path)
+    assert catalog.for_mode(0) is library.for_mode(0)
+    assert catalog.modes_of("alert") == [0]
+    catalog.assign(2, "1-chime")  # saving other assignments meanwhile keeps mode 0's
+    assert SoundCatalog(library, tmp_path).modes_of("alert") == [0]
+    asyncio.run(catalog.restore_waiting())
+
+    assert catalog.for_mode(0).name == "alert"
+    assert catalog.assignments() == {0: "alert", 1: "1-chime", 2: "1-chime"}
+
+
+def test_a_waiting_upload_replaced_meanwhile_keeps_the_replacement(
+    tmp_path: Path, library: SoundLibrary, tone_files: dict[float, bytes]
+) -> None:
+    upload(SoundCatalog(library, tmp_path), "alert", tone_files[500.0])
+    (tmp_path / "uploads" / "alert.packets").unlink()
+    catalog = SoundCatalog(library, tmp_path)
+
+    upload(catalog, "alert", tone_files[1500.0])
+    asyncio.run(catalog.restore_waiting())
+
+    assert pitch(catalog, "alert") == pytest.approx(1500.0, abs=3.0)
+    assert pitch(SoundCatalog(library, tmp_path), "alert") == pytest.approx(1500.0, abs=3.0)
+
+
+def test_a_waiting_upload_can_be_deleted_and_is_not_restored(
+    tmp_path: Path, library: SoundLibrary, tone_files: dict[float, bytes]
+) -> None:
+    upload(SoundCatalog(library, tmp_path), "alert", tone_files[500.0])
+    (tmp_path / "uploads" / "alert.packets").unlink()
+    catalog = SoundCatalog(library, tmp_path)
+
+    catalog.remove("alert")
+    asyncio.run(catalog.restore_waiting())
+
+    assert catalog.named("alert") is None
+    assert list((tmp_path / "uploads").iterdir()) == []
+
+
+def test_packets_left_behind_by_a_deleted_upload_are_removed_at_start(
+    tmp_path: Path, library: SoundLibrary, tone_files: dict[float, bytes]
+) -> None:
+    upload(SoundCatalog(library, tmp_path), "alert", tone_files[500.0])
+    (tmp_path / "uploads" / "alert.sound").unlink()  # a crash between the two unlinks of a delete
+
+    catalog = SoundCatalog(library, tmp_path)
+
+    assert catalog.named("alert") is None
+    assert list((tmp_path / "uploads").iterdir()) == []
