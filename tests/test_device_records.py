@@ -423,7 +423,7 @@ def test_the_store_refuses_to_remove_a_record_a_replica_holds_even_if_its_view_l
         await holder.open()
         await remover.open()
         view = FleetView(EventHub(time.time), time.time, replica="holder")
-        share = FleetShare(holder.client, "holder", view)
+        share = FleetShare(holder.client, "holder", view, seal=holder.seal, rejections=holder.rejections)
         await share.start()
         try:
             await holder.claim("kitchen")
