@@ -34,6 +34,7 @@ MAX_EPOCH = 2**63 - 1
 MAX_PLAYBACK_ID = 2**63 - 1
 MAX_TEXT = 256
 """The longest free text (a peer address, an operator's name) a message may carry."""
+MAX_FILE_NAME = 255
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 LED_COLOUR = re.compile(r"#[0-9a-f]{6}")
 LEDS = 6
@@ -343,7 +344,8 @@ def _playing(value: object) -> dict[str, Any] | None:
     checked = _keys(value, frozenset({"sound", "mode", "since"}))
     sound = checked["sound"]
     return {
-        "sound": None if sound is None else name(sound, "sound"),
+        # The name of what plays: an uploaded sound's, or a sound file's in the operator's folder.
+        "sound": None if sound is None else short_text(sound, "sound", MAX_FILE_NAME),
         "mode": mode(checked["mode"]),
         "since": iso_time(checked["since"], "since"),
     }

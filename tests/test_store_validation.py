@@ -58,13 +58,20 @@ def test_a_snapshot_the_fleet_view_makes_passes_unchanged() -> None:
         ({"device_id": "a\nb"}, "device_id"),
         ({"replica": "two words"}, "replica"),
         ({"peer": "p" * 300}, "peer"),
-        ({"playing": {"sound": "../x", "mode": 1, "since": None}}, "sound"),
+        ({"playing": {"sound": "bell\n", "mode": 1, "since": None}}, "sound"),
+        ({"playing": {"sound": "x" * 256, "mode": 1, "since": None}}, "sound"),
         ({"extra": "field"}, "unexpected"),
     ],
 )
 def test_a_snapshot_with_a_wrong_value_is_refused(change: dict[str, Any], why: str) -> None:
     with pytest.raises(Malformed, match=why):
         validation.snapshot({**fleet_snapshot(), **change})
+
+
+def test_a_snapshot_of_a_device_playing_a_sound_file_of_the_operators_folder_passes() -> None:
+    snapshot = fleet_snapshot()
+    playing = {"sound": "0-Door Bell (long).mp3", "mode": 0, "since": "2026-01-01T00:00:00.000Z"}
+    assert validation.snapshot({**snapshot, "playing": playing})["playing"] == playing
 
 
 def test_a_snapshot_missing_a_field_is_refused() -> None:
