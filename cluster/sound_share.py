@@ -2,9 +2,11 @@
 
 An upload, a delete or an assignment made on one replica is written to Redis (the file as
 uploaded, in a hash of sounds; the assignments in a hash by mode) and announced; every other
-replica decodes the file itself (off the loop, at its own packet length) and applies the
-change to its catalog without announcing it again. A replica that starts reads both hashes,
-so it plays what the fleet's operators chose even if it was down when they chose it. (It
+replica decodes the file itself (in the catalog's sandbox, one at a time, at its own packet
+length) and applies the change to its catalog without announcing it again. A replica that
+starts reads both hashes, so it plays what the fleet's operators chose even if it was down
+when they chose it: the names at once, the files it lacks in the background (decoding takes
+seconds each, and it serves meanwhile), each mode's assignment once its sound is there. (It
 adds what it lacks; a sound deleted or re-uploaded while it was down it learns only from
 the next change to that sound.)
 
@@ -37,9 +39,9 @@ from media.catalog import (
     SoundConflict,
     SoundNameError,
     UnknownSound,
-    decode_upload,
 )
 from media.decode import SoundFileError
+from media.sandbox import DecodeBusy
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class SoundShare:
         self._loop = asyncio.get_running_loop()
         await self._take_all()
         self._catalog.on_change = self._changed_here
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._follow(), name="sound-share"),
             asyncio.create_task(self._write_in_order(), name="sound-writes"),
         ]
@@ -174,22 +176,41 @@ class SoundShare:
 
     async def _install(self, name: str, data: bytes) -> None:
         try:
-            sound = await asyncio.to_thread(decode_upload, name, data, self._catalog.frame_ms)
+            sound = await self._catalog.decode(name, data, background=True)
             await asyncio.to_thread(self._catalog.add, name, sound, data, False)
+        except DecodeBusy:
+            pass  # stopping
         except (SoundFileError, SoundNameError, SoundConflict, ValueError) as error:
             logger.warning("shared sound %s not installed here: %s", name, error)
 
     async def _take_all(self) -> None:
-        sounds = await self._client.hgetall(SOUNDS)
-        have = {entry.name for entry in self._catalog.entries()}
-        for raw_name, data in sorted(sounds.items()):
+        """The fleet's sounds this replica lacks are fetched and decoded in the background; the
+        assignments of those it holds apply now, the others' once their sounds are in."""
+        missing: list[str] = []
+        for raw_name in sorted(await self._client.hkeys(SOUNDS)):
             try:
                 name = validation.stored_sound_name(raw_name)
             except validation.Malformed as error:
                 self._rejections.reject("stored-sound", MALFORMED, str(error))
                 continue
-            if name not in have and isinstance(data, bytes):
-                await self._install(name, data)
+            if not self._catalog.holds(name):
+                missing.append(name)
+        await self._take_assignments(set(missing))
+        if missing:
+            self._tasks.append(asyncio.create_task(self._catch_up(missing), name="sound-catch-up"))
+
+    async def _catch_up(self, names: list[str]) -> None:
+        try:
+            for name in names:
+                data = None if self._catalog.holds(name) else await self._client.hget(SOUNDS, name)
+                if isinstance(data, bytes):
+                    await self._install(name, data)
+            await self._take_assignments(set())
+        except (aioredis.RedisError, OSError) as error:
+            logger.warning("the fleet's sounds are not all here yet (the next start retries): %s", error)
+
+    async def _take_assignments(self, coming: set[str]) -> None:
+        """Apply the fleet's assignments, except to sounds still `coming` (applied once they are in)."""
         assignments = await self._client.hgetall(ASSIGNMENTS)
         current = self._catalog.assignments()
         for raw_mode, raw_name in sorted(assignments.items()):
@@ -198,7 +219,7 @@ class SoundShare:
             except validation.Malformed as error:
                 self._rejections.reject("assignment", MALFORMED, str(error))
                 continue
-            if current.get(mode) != name:
+            if current.get(mode) != name and name not in coming:
                 try:
                     self._catalog.assign(mode, name, announce=False)
                 except AssignmentError as error:

@@ -261,7 +261,9 @@ def test_a_sound_uploaded_and_assigned_on_one_replica_plays_on_a_device_another_
             assert dominant_frequency(recording.pcm) == pytest.approx(660, abs=5)
             await device.disconnect()
         async with replicas(library, redis, 1) as (later,):
-            assert later.sounds.for_mode(0).name == "bell", "a replica started later plays it too"
+            async with asyncio.timeout(10):  # a replica serves first and decodes what it lacks meanwhile
+                while later.sounds.for_mode(0).name != "bell":
+                    await asyncio.sleep(0.02)
 
     run(scenario)
 
