@@ -38,9 +38,9 @@ from media.catalog import (
     SoundConflict,
     SoundNameError,
     UnknownSound,
-    decode_upload,
 )
 from media.decode import SoundFileError
+from media.sandbox import DecodeBusy
 
 logger = logging.getLogger(__name__)
 
@@ -505,6 +505,7 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
             409: {"model": ErrorReply},
             413: {"model": ErrorReply},
             422: {"model": ErrorReply},
+            503: {"model": ErrorReply, "description": "every decoder busy, or stopping (Retry-After)"},
         },
         openapi_extra={
             "requestBody": {
@@ -529,14 +530,16 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
             raise ApiError(422, "body: the request body must be the sound file; it was empty")
         try:
             sounds.check_upload_name(name)
-            sound = await asyncio.to_thread(decode_upload, name, bytes(data), sounds.frame_ms)
-            created = await asyncio.to_thread(sounds.add, name, sound, bytes(data))  # writes the file
+            sound = await sounds.decode(name, bytes(data))  # in a child process, limited
+            created = await asyncio.to_thread(sounds.add, name, sound, bytes(data))  # writes the files
         except SoundNameError as error:
             raise ApiError(422, f"name: {error}") from None
         except SoundConflict as error:
             raise ApiError(409, str(error)) from None
         except SoundFileError as error:
             raise ApiError(422, f"body: {error}") from None
+        except DecodeBusy as error:
+            raise ApiError(503, str(error), headers={"Retry-After": str(error.retry_after)}) from None
         except OSError as error:
             raise ApiError(507, f"the sound could not be stored: {error.strerror}") from None
         caller = caller_of(request.state)

@@ -149,6 +149,7 @@ class ControlPlane:
         self._share: FleetShare | None = None
         self._relay: CommandRelay | None = None
         self._sound_share: SoundShare | None = None
+        self._restoring: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -342,6 +343,9 @@ class ControlPlane:
         if limits.retention:
             self._sweeping = loop.create_task(self.sweeper.run(), name="record-retention")
         logger.info("%s", describe_records(limits, self.authenticator is not None))
+        if self.sounds.waiting:
+            # Only now that devices are served: encoding a long sound again takes seconds.
+            self._restoring = loop.create_task(self.sounds.restore_waiting(), name="sound-restore")
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
@@ -367,6 +371,9 @@ class ControlPlane:
         if server is None or supervisor is None or transport is None or runtime is None or commits is None:
             return
         self._server = self._supervisor = self._transport = self._runtime = self._commits = None
+        self.sounds.close()  # uploads being decoded get 503 now; their children are killed
+        if self._restoring is not None:
+            self._restoring.cancel()
         if self._sweeping is not None:
             self._sweeping.cancel()
         if self._load_watch is not None:
