@@ -43,6 +43,16 @@ def test_the_probes_ask_the_grpc_health_service() -> None:
     assert container["livenessProbe"]["grpc"]["port"] == 50051
 
 
+def test_a_startup_probe_holds_liveness_until_the_health_service_first_answers() -> None:
+    deployment = named("Deployment", "audio-control-plane")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    startup = container["startupProbe"]
+    assert startup["grpc"] == {"port": 50051}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30, "room for a sounds directory"
+    assert startup["periodSeconds"] <= 2, "a quick start is noticed quickly"
+    assert "initialDelaySeconds" not in container["livenessProbe"], "the startup probe does that now"
+
+
 def test_the_termination_grace_outlasts_the_servers_drain() -> None:
     deployment = named("Deployment", "audio-control-plane")
     config_map = named("ConfigMap", "audio-control-plane")
