@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -172,5 +173,32 @@ def test_sound_changes_are_in_the_audit_log(library: SoundLibrary, bell: bytes) 
                 ("mode.assign", "1"),
                 ("sound.put", "bell"),
             ]
+
+    run(scenario)
+
+
+def test_an_upload_without_stored_packets_is_encoded_again_once_the_server_serves(
+    library: SoundLibrary, bell: bytes, tmp_path: Path
+) -> None:
+    state_db = str(tmp_path / "state" / "devices.sqlite3")
+    packets = tmp_path / "state" / "sounds" / "uploads" / "bell.packets"
+
+    async def scenario() -> None:
+        async with operated(library, state_db=state_db) as op:
+            await upload(op, "bell", bell)
+            await op.http.put("/api/modes/3", json={"sound": "bell"})
+        stored = packets.read_bytes()
+        packets.unlink()
+        async with operated(library, state_db=state_db) as op, op.device("kitchen") as kitchen:
+            async with asyncio.timeout(10):
+                while "bell" not in {s["name"] for s in (await op.http.get("/api/sounds")).json()["sounds"]}:
+                    await asyncio.sleep(0.02)
+            assert {"mode": 3, "sound": "bell"} in (await op.http.get("/api/modes")).json()["modes"]
+            assert packets.read_bytes() == stored
+            await op.until_device("kitchen", lambda d: d["connected"])
+            assert (await op.post("/api/devices/kitchen/mode", {"mode": 3})).status_code == 200
+            assert await kitchen.press(Button.PLAY)
+            recording = (await kitchen.wait_for_recordings(1, 10))[0]
+            assert dominant_frequency(recording.pcm) == pytest.approx(660, abs=5)
 
     run(scenario)
