@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.logs import LOG_FORMATS
+from admin.access import parse_origin
 from cluster.store_access import check_store_settings
 from media.library import MAX_MODES
 from media.opus import FRAME_DURATIONS_MS
@@ -68,6 +69,10 @@ class ServerConfig:
     admin_allowed_hosts: str = ""
     admin_allowed_origins: str = ""
     admin_max_upload_mb: float = 20.0
+    admin_max_json_mb: float = 1.0
+    admin_header_timeout: float = 5.0
+    admin_max_connections: int = 256
+    admin_max_connections_per_client: int = 32
     keepalive_time: float = 20.0
     keepalive_timeout: float = 10.0
     min_client_ping_interval: float = 10.0
@@ -145,12 +150,23 @@ class ServerConfig:
             raise ValueError(f"metrics port must be -1 (off) or 0..65535, not {self.metrics_port}")
         if not -1 <= self.admin_port <= 65535:
             raise ValueError(f"admin port must be -1 (off) or 0..65535, not {self.admin_port}")
+        for origin in self.admin_allowed_origins.split(","):
+            if origin.strip() and parse_origin(origin) is None:
+                raise ValueError(f"{origin.strip()!r} is not an origin: http(s)://HOST[:PORT]")
         if self.admin_readonly_token_file is not None and self.admin_token_file is None:
             raise ValueError(
                 "a read-only admin token (--admin-readonly-token-file) needs --admin-token-file too"
             )
         if not 0 < self.admin_max_upload_mb <= 1000:
             raise ValueError(f"the upload limit must be > 0 and <= 1000 MB, not {self.admin_max_upload_mb}")
+        if not 0 < self.admin_max_json_mb <= 100:
+            raise ValueError(f"the JSON body limit must be > 0 and <= 100 MB, not {self.admin_max_json_mb}")
+        if not 0 < self.admin_header_timeout <= 600:
+            raise ValueError(
+                f"the admin header timeout must be > 0 and <= 600 s, not {self.admin_header_timeout}"
+            )
+        if self.admin_max_connections < 1 or self.admin_max_connections_per_client < 1:
+            raise ValueError("the admin connection limits must be >= 1")
         if not 1 <= self.keepalive_time <= 3600 or not 1 <= self.keepalive_timeout <= 600:
             raise ValueError("keep-alive time must be 1..3600 s and its timeout 1..600 s")
         if self.min_client_ping_interval < 1:
@@ -307,6 +323,33 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "comma-separated origins (scheme://host[:port]) actions may come from besides the API's own",
     ),
     ("admin_max_upload_mb", "ACP_ADMIN_MAX_UPLOAD_MB", float, "largest sound file an upload may be, in MB"),
+    (
+        "admin_max_json_mb",
+        "ACP_ADMIN_MAX_JSON_MB",
+        float,
+        "largest JSON request body the operator API reads, in MB; a larger one is refused with 413",
+    ),
+    (
+        "admin_header_timeout",
+        "ACP_ADMIN_HEADER_TIMEOUT",
+        float,
+        "seconds an operator API connection has to send a request's headers (from connecting, or from"
+        " its previous answer), and the longest pause in sending a body; then it is closed",
+    ),
+    (
+        "admin_max_connections",
+        "ACP_ADMIN_MAX_CONNECTIONS",
+        int,
+        "operator API connections open at once (fewer if the file descriptor limit is small);"
+        " beyond it new ones wait to be accepted",
+    ),
+    (
+        "admin_max_connections_per_client",
+        "ACP_ADMIN_MAX_CONNECTIONS_PER_CLIENT",
+        int,
+        "operator API connections one client address may hold; more are closed at once"
+        " (raise it behind a proxy, whose address all operators share)",
+    ),
     ("keepalive_time", "ACP_KEEPALIVE_TIME", float, "seconds between keep-alive pings to each device"),
     (
         "keepalive_timeout",

@@ -2,12 +2,15 @@
 
 An ASGI middleware in front of every route, so no route can forget it:
 
-- ``Host`` must name this server (stops DNS rebinding);
+- ``Host`` must be given once and name this server (stops DNS rebinding);
 - a CORS preflight is refused and no CORS header is ever sent;
-- an action (anything but GET/HEAD) from a foreign ``Origin``, or with a content type a
-  cross-site form can send without a preflight, is refused;
+- an action (anything but GET/HEAD) from an ``Origin`` other than the request's own (scheme,
+  host and port) or a configured one, or with a content type a cross-site form can send without
+  a preflight, is refused;
 - with tokens configured, ``/api/`` needs a valid bearer token, checked in constant time,
-  and a read-only token may only read.
+  and a read-only token may only read;
+- a JSON body larger than the limit is refused with 413 before the app reads it
+  (``admin.bodies``); an upload's body is the upload route's to bound.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import ipaddress
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from admin.bodies import BodyTooLarge, ClientLeft, ReadToTheEnd, announced_body, read_within, replaying
 
 
 class Role(enum.Enum):
@@ -42,6 +49,11 @@ FORM_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multip
 """What an HTML form (or a no-preflight fetch) can send cross-site."""
 
 READ_METHODS = ("GET", "HEAD")
+
+MAX_JSON_BYTES = 1_000_000
+"""The largest JSON body read by default (``--admin-max-json-mb``)."""
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TokenFileError(ValueError):
@@ -108,45 +120,106 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    name: str
+    """Lower case; an IPv6 address without its brackets."""
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    name: str
+    port: int
+    """The scheme's default port when the origin names none."""
+
+
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
+def parse_host(value: str) -> HostPort | None:
+    """``name``, ``name:port``, ``[ipv6]`` or ``[ipv6]:port``, and nothing else (None)."""
+    match = _HOST.fullmatch(value.strip().lower())
+    if match is None:
+        return None
+    port = int(match["port"]) if match["port"] is not None else None
+    if port is not None and port > 65535:
+        return None
+    if match["ipv6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["ipv6"])
+        except ValueError:
+            return None
+        return HostPort(match["ipv6"], port)
+    return HostPort(match["name"], port)
+
+
+def parse_origin(value: str) -> Origin | None:
+    """``scheme://host[:port]`` with scheme http or https (a trailing slash is tolerated)."""
+    scheme, separator, rest = value.strip().lower().partition("://")
+    if not separator or scheme not in DEFAULT_PORTS:
+        return None
+    host = parse_host(rest.removesuffix("/"))
+    if host is None:
+        return None
+    return Origin(scheme, host.name, host.port if host.port is not None else DEFAULT_PORTS[scheme])
+
+
 @dataclass(frozen=True)
 class AccessPolicy:
     tokens: Tokens
     allowed_hosts: frozenset[str]
     """Lower-case host names (no port) a request's Host may carry."""
-    allowed_origins: frozenset[str]
-    """Extra origins (scheme://host[:port]) an action may come from."""
+    allowed_origins: frozenset[Origin]
+    """Extra origins an action may come from, besides the request's own."""
     upload_prefix: str = "/api/sounds/"
     """Where a request body is a file of its own type rather than JSON."""
+    max_json_bytes: int = MAX_JSON_BYTES
 
     @classmethod
     def for_listener(
-        cls, tokens: Tokens, bind_host: str, extra_hosts: Sequence[str], extra_origins: Sequence[str]
+        cls,
+        tokens: Tokens,
+        bind_host: str,
+        extra_hosts: Sequence[str],
+        extra_origins: Sequence[str],
+        max_json_bytes: int = MAX_JSON_BYTES,
     ) -> AccessPolicy:
         hosts = {"localhost", "127.0.0.1", "::1"}
         bare = bind_host.strip("[]").lower()
         if bare not in ("", "0.0.0.0", "::"):
             hosts.add(bare)
         hosts.update(host.strip().strip("[]").lower() for host in extra_hosts if host.strip())
-        origins = {origin.strip().rstrip("/").lower() for origin in extra_origins if origin.strip()}
-        return cls(tokens, frozenset(hosts), frozenset(origins))
+        origins = set()
+        for text in extra_origins:
+            if text.strip():
+                origin = parse_origin(text)
+                if origin is None:
+                    raise ValueError(f"{text.strip()!r} is not an origin (scheme://host[:port])")
+                origins.add(origin)
+        return cls(tokens, frozenset(hosts), frozenset(origins), max_json_bytes=max_json_bytes)
 
     def host_allowed(self, host: str) -> bool:
-        return _host_name(host) in self.allowed_hosts
+        parsed = parse_host(host)
+        return parsed is not None and parsed.name in self.allowed_hosts
 
-    def origin_allowed(self, origin: str) -> bool:
-        origin = origin.rstrip("/").lower()
-        if origin in self.allowed_origins:
+    def origin_allowed(self, origin: str, host: str) -> bool:
+        """The request's own origin (the scheme's host and port are those of its ``Host``), or a
+        configured one."""
+        parsed = parse_origin(origin)
+        if parsed is None:
+            return False
+        if parsed in self.allowed_origins:
             return True
-        scheme, separator, rest = origin.partition("://")
-        return bool(separator) and scheme in ("http", "https") and self.host_allowed(rest)
+        own = parse_host(host)
+        if own is None or not self.host_allowed(host):
+            return False
+        own_port = own.port if own.port is not None else DEFAULT_PORTS[parsed.scheme]
+        return (parsed.name, parsed.port) == (own.name, own_port)
 
-
-def _host_name(host: str) -> str:
-    """``example:8080`` -> ``example``; ``[::1]:8080`` -> ``::1``."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    def is_upload(self, method: str, path: str) -> bool:
+        return method == "PUT" and path.startswith(self.upload_prefix)
 
 
 class AccessGuard:
@@ -158,15 +231,34 @@ class AccessGuard:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        body = announced_body(scope["headers"])
+        read = ReadToTheEnd(body)
+        receive, send = read.receive(receive), read.send(send)
         refusal, caller = self._check(scope)
         if refusal is not None:
             status, detail, headers = refusal
             await _refuse(send, status, detail, headers)
             return
         scope.setdefault("state", {})["caller"] = caller
+        policy = self._policy
+        if body.present and not policy.is_upload(scope["method"], scope["path"]):
+            too_large = f"the body is larger than the limit of {policy.max_json_bytes:,} bytes"
+            if body.length is not None and body.length > policy.max_json_bytes:
+                await _refuse(send, 413, too_large, [])
+                return
+            try:
+                receive = replaying(await read_within(receive, policy.max_json_bytes), receive)
+            except BodyTooLarge:
+                await _refuse(send, 413, too_large, [])
+                return
+            except ClientLeft:
+                return
         await self._app(scope, receive, send)
 
     def _check(self, scope: Scope) -> tuple[tuple[int, str, list[tuple[bytes, bytes]]] | None, Caller]:
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        if len(hosts) > 1:
+            return (400, "the request has more than one Host header", []), LOCAL_OPERATOR
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
@@ -185,7 +277,7 @@ class AccessGuard:
         acting = method not in READ_METHODS
         if acting:
             origin = headers.get("origin")
-            if origin is not None and not policy.origin_allowed(origin):
+            if origin is not None and not policy.origin_allowed(origin, host):
                 return (
                     (
                         403,
@@ -200,7 +292,7 @@ class AccessGuard:
                     (415, f"content type {content_type!r} is not accepted: send application/json", []),
                     LOCAL_OPERATOR,
                 )
-            upload = method == "PUT" and path.startswith(policy.upload_prefix)
+            upload = policy.is_upload(method, path)
             if method in ("POST", "PUT") and not upload and content_type != "application/json":
                 shown = content_type or "none"
                 return (415, f"the body must be application/json (it was {shown})", []), LOCAL_OPERATOR

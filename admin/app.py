@@ -11,17 +11,20 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from actors.messages import CommandOutcome, CommandResult, RemovalOutcome
@@ -40,6 +43,7 @@ from media.catalog import (
     UnknownSound,
 )
 from media.decode import SoundFileError
+from media.library import MAX_MODES
 from media.sandbox import DecodeBusy
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,12 @@ STATIC = Path(__file__).with_name("static")
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 Tag = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 SoundName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+MAX_ID = 2**63 - 1
+"""The largest id (an event's, an audit entry's) a request may name: SQLite's largest integer."""
+MAX_MODE = MAX_MODES - 1
+EVENT_ID = re.compile(r"[0-9]{1,19}")
+"""A Last-Event-ID: ASCII digits only (``str.isdigit`` takes "²" too), at most MAX_ID's 19."""
 
 REFUSED_RETRY_SECONDS = 3
 """Retry-After of a refused play: the busy notice on the device lasts as long."""
@@ -65,12 +75,12 @@ class _Body(BaseModel):
 
 
 class ModeBody(_Body):
-    mode: int = Field(ge=0, description="The mode to set, 0..modes-1.")
+    mode: int = Field(ge=0, le=MAX_MODE, description="The mode to set, 0..modes-1.")
 
 
 class PlayBody(_Body):
     mode: int | None = Field(
-        default=None, ge=0, description="Play this mode's sound instead of the current one's."
+        default=None, ge=0, le=MAX_MODE, description="Play this mode's sound instead of the current one's."
     )
     sound: SoundName | None = Field(default=None, description="Play this sound by name.")
 
@@ -252,6 +262,8 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         responses={
             401: {"model": ErrorReply, "description": "missing or wrong token"},
             403: {"model": ErrorReply, "description": "read-only token, foreign Origin or Host"},
+            400: {"model": ErrorReply, "description": "more than one Host header"},
+            413: {"model": ErrorReply, "description": "a JSON body larger than --admin-max-json-mb"},
             415: {"model": ErrorReply, "description": "not application/json (or a form content type)"},
         },
     )
@@ -331,7 +343,7 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
     async def list_devices(
         connected: bool | None = None,
         tag: Annotated[str | None, Query(max_length=64)] = None,
-        mode: Annotated[int | None, Query(ge=0)] = None,
+        mode: Annotated[int | None, Query(ge=0, le=MAX_MODE)] = None,
         q: Annotated[str | None, Query(max_length=256)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         after: Annotated[str | None, Query(max_length=256)] = None,
@@ -342,7 +354,7 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         return Response(json.dumps(body), media_type="application/json")
 
     @api.get(
-        "/api/devices/{device_id}",
+        "/api/devices/{device_id:path}",
         response_model=Device,
         responses={404: {"model": ErrorReply}},
         tags=["devices"],
@@ -393,14 +405,20 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
     }
 
     @api.post(
-        "/api/devices/{device_id}/mode", response_model=ActionReply, responses=action_errors, tags=["actions"]
+        "/api/devices/{device_id:path}/mode",
+        response_model=ActionReply,
+        responses=action_errors,
+        tags=["actions"],
     )
     async def set_mode(device_id: str, body: ModeBody, request: Request) -> Response:
         check_mode(body.mode, "body.mode")
         return await act(caller_of(request.state), device_id, "mode", SetMode(body.mode), {"mode": body.mode})
 
     @api.post(
-        "/api/devices/{device_id}/play", response_model=ActionReply, responses=action_errors, tags=["actions"]
+        "/api/devices/{device_id:path}/play",
+        response_model=ActionReply,
+        responses=action_errors,
+        tags=["actions"],
     )
     async def play(device_id: str, request: Request, body: PlayBody | None = None) -> Response:
         body = body or PlayBody()
@@ -415,13 +433,19 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         return await act(caller_of(request.state), device_id, "play", command, detail)
 
     @api.post(
-        "/api/devices/{device_id}/stop", response_model=ActionReply, responses=action_errors, tags=["actions"]
+        "/api/devices/{device_id:path}/stop",
+        response_model=ActionReply,
+        responses=action_errors,
+        tags=["actions"],
     )
     async def stop(device_id: str, request: Request, body: StopBody | None = None) -> Response:
         return await act(caller_of(request.state), device_id, "stop", StopSound(), {})
 
     @api.put(
-        "/api/devices/{device_id}/tags", response_model=ActionReply, responses=action_errors, tags=["actions"]
+        "/api/devices/{device_id:path}/tags",
+        response_model=ActionReply,
+        responses=action_errors,
+        tags=["actions"],
     )
     async def set_tags(device_id: str, body: TagsBody, request: Request) -> Response:
         known(device_id)
@@ -516,16 +540,19 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         tags=["sounds"],
     )
     async def put_sound(
-        name: str, request: Request, content_length: Annotated[int | None, Header(ge=0)] = None
+        name: str, request: Request, content_length: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None
     ) -> Response:
         limit = surface.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise ApiError(413, f"the sound file is larger than the limit of {_megabytes(limit)}")
         data = bytearray()
-        async for chunk in request.stream():
-            data.extend(chunk)
-            if len(data) > limit:
-                raise ApiError(413, f"the sound file is larger than the limit of {_megabytes(limit)}")
+        try:
+            async for chunk in request.stream():
+                data.extend(chunk)
+                if len(data) > limit:
+                    raise ApiError(413, f"the sound file is larger than the limit of {_megabytes(limit)}")
+        except ClientDisconnect:  # gone, or closed for pausing too long: nobody reads an answer
+            return Response(status_code=400)
         if not data:
             raise ApiError(422, "body: the request body must be the sound file; it was empty")
         try:
@@ -592,7 +619,9 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
     @api.put(
         "/api/modes/{mode}", response_model=ModeSound, responses={422: {"model": ErrorReply}}, tags=["sounds"]
     )
-    async def assign(mode: int, body: AssignBody, request: Request) -> Response:
+    async def assign(
+        mode: Annotated[int, PathParameter(ge=0, le=MAX_MODE)], body: AssignBody, request: Request
+    ) -> Response:
         check_mode(mode, "mode")
         if sounds.named(body.sound) is None:
             raise ApiError(422, f"body.sound: no sound is named {body.sound!r}")
@@ -613,14 +642,16 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         tags=["events"],
     )
     async def events(
-        last_event_id: Annotated[int | None, Query(ge=0)] = None,
+        last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
         last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> Response:
         resume = last_event_id
         if resume is None and last_event_id_header:
-            if not last_event_id_header.strip().isdigit():
-                raise ApiError(422, f"Last-Event-ID: {last_event_id_header!r} is not an event id")
-            resume = int(last_event_id_header.strip())
+            text = last_event_id_header.strip()
+            if EVENT_ID.fullmatch(text) is None or int(text) > MAX_ID:
+                shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+                raise ApiError(422, f"Last-Event-ID: {shown!r} is not an event id")
+            resume = int(text)
         reader = hub.join(resume)
         return StreamingResponse(
             reader.stream(),
@@ -630,7 +661,8 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
 
     @api.get("/api/audit", response_model=AuditList, tags=["audit"])
     async def audit_log(
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100, before: Annotated[int | None, Query(ge=1)] = None
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     ) -> Response:
         entries = await audit.entries(limit + 1, before)
         next_id = entries[limit - 1].id if len(entries) > limit else None

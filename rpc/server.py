@@ -34,6 +34,7 @@ from admin.audit import AuditLog, MemoryAuditLog, open_audit_log
 from admin.commands import FleetCommands
 from admin.events import EventHub
 from admin.fleetview import FleetView
+from admin.listener import ConnectionLimits
 from admin.server import AdminServer
 from cluster.fleet_share import FleetShare
 from cluster.relay import CommandRelay
@@ -50,6 +51,7 @@ from media.loopload import LoopLoad
 from media.packing import max_frames_per_packet
 from media.transport import AudioTransport
 from rpc.auth import DeviceAuthenticator, load_secret
+from rpc.descriptors import open_descriptors, plan_budget, raise_descriptor_limit
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
 from rpc.metrics import AudioLoad, Metrics
@@ -153,6 +155,7 @@ class ControlPlane:
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
+        descriptor_limit = raise_descriptor_limit()
         tracks = TrackBook(self.library)
         admission, lateness = self.admission, self.metrics.pacing_lateness
 
@@ -270,6 +273,7 @@ class ControlPlane:
                 self.config.admin_host,
                 self.config.admin_allowed_hosts.split(","),
                 self.config.admin_allowed_origins.split(","),
+                max_json_bytes=int(self.config.admin_max_json_mb * 1_000_000),
             )
             admin = AdminServer(create_app(surface, access), self.config.admin_host, self.config.admin_port)
         server = grpc.aio.server(options=grpc_options(self.config))
@@ -306,8 +310,19 @@ class ControlPlane:
                     registry=self.metrics.registry,
                 )
                 self.metrics_port = self._metrics_server.server_port
+            budget = plan_budget(
+                descriptor_limit,
+                open_descriptors(),
+                self.config.admin_max_connections if admin is not None else 0,
+                self.config.admin_max_connections_per_client,
+            )
+            logger.info("%s", budget.describe())
             if admin is not None:
-                self.admin_port = await admin.start()
+                self.admin_port = await admin.start(
+                    ConnectionLimits(
+                        budget.admin_connections, budget.admin_per_client, self.config.admin_header_timeout
+                    )
+                )
         except Exception:
             if self._metrics_server is not None:
                 self._metrics_server.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -27,11 +28,20 @@ BASE_ARGS = (
 class ServerProcess:
     """Logs go to a file, never a pipe, so a chatty server can never block on a full pipe."""
 
-    def __init__(self, log: Path, *args: str) -> None:
+    def __init__(self, log: Path, *args: str, descriptor_limit: int | None = None) -> None:
+        """``descriptor_limit``: the process's RLIMIT_NOFILE, soft and hard (so it cannot raise it)."""
         self.log = log
+
+        def limit_descriptors() -> None:
+            if descriptor_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (descriptor_limit, descriptor_limit))
+
         with log.open("wb") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "actors.main", *BASE_ARGS, *args], cwd=ROOT, stderr=sink
+                [sys.executable, "-m", "actors.main", *BASE_ARGS, *args],
+                cwd=ROOT,
+                stderr=sink,
+                preexec_fn=limit_descriptors if descriptor_limit is not None else None,
             )
         self.port = self._wait_for_port()
 
@@ -45,6 +55,12 @@ class ServerProcess:
         self.process.kill()
         self.process.wait()
         raise AssertionError(f"the server did not start:\n{self.log.read_text(errors='replace')}")
+
+    @property
+    def admin_port(self) -> int:
+        match = re.search(r"operator API and dashboard on http://127\.0\.0\.1:(\d+)/", self.output)
+        assert match is not None, "the server has no operator API"
+        return int(match.group(1))
 
     @property
     def target(self) -> str:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from admin.access import AccessPolicy, Caller, Role, TokenFileError, Tokens, read_token_file
+from admin.access import (
+    AccessPolicy,
+    Caller,
+    HostPort,
+    Role,
+    TokenFileError,
+    Tokens,
+    parse_host,
+    read_token_file,
+)
 from media.library import SoundLibrary
 from tests.admin_live import JSON, operated
 from tests.live import run
@@ -61,10 +71,30 @@ def test_the_listener_answers_to_its_own_names_and_the_configured_ones() -> None
         assert policy.host_allowed(host), host
     for host in ("evil.example.com", "", "127.0.0.1.evil.com:8080"):
         assert not policy.host_allowed(host), host
-    assert policy.origin_allowed("http://localhost:8080")
-    assert policy.origin_allowed("https://ops.example.com")
-    assert not policy.origin_allowed("https://evil.example.com")
-    assert not policy.origin_allowed("null")
+    assert policy.origin_allowed("http://localhost:8080", "localhost:8080")
+    assert policy.origin_allowed("https://ops.example.com", "localhost:8080")
+    assert not policy.origin_allowed("https://evil.example.com", "localhost:8080")
+    assert not policy.origin_allowed("null", "localhost:8080")
+
+
+def test_a_host_is_a_name_or_a_bracketed_ipv6_address_with_at_most_a_port() -> None:
+    policy = AccessPolicy.for_listener(Tokens(), "127.0.0.1", [], [])
+    for host in ("[::1]evil.example", "[::1]:8080evil", "::1", "localhost:", "localhost:99999", "[::1"):
+        assert not policy.host_allowed(host), host
+    assert parse_host("[::1]:8080") == HostPort("::1", 8080)
+    assert parse_host("LocalHost") == HostPort("localhost", None)
+    assert parse_host("localhost:8080/evil") is None
+
+
+def test_an_origin_is_compared_with_the_requests_own_host_port_included() -> None:
+    policy = AccessPolicy.for_listener(Tokens(), "127.0.0.1", [], ["https://ops.example.com"])
+    assert policy.origin_allowed("http://localhost:8080", "localhost:8080")
+    assert not policy.origin_allowed("http://localhost:9999", "localhost:8080"), "another port"
+    assert not policy.origin_allowed("http://127.0.0.1:8080", "localhost:8080"), "another name"
+    assert policy.origin_allowed("http://localhost", "localhost"), "the scheme's default port"
+    assert not policy.origin_allowed("http://localhost:81", "localhost")
+    assert policy.origin_allowed("https://ops.example.com:443/", "localhost:8080"), "configured"
+    assert not policy.origin_allowed("https://ops.example.com:8443", "localhost:8080")
 
 
 def test_without_a_token_file_the_api_listens_on_loopback_only(library: SoundLibrary) -> None:
@@ -185,3 +215,54 @@ def test_a_read_only_token_file_alone_is_a_configuration_error() -> None:
 
     with pytest.raises(ValueError, match="needs --admin-token-file"):
         ServerConfig(admin_readonly_token_file=Path("x"))
+
+
+def test_an_action_from_the_same_host_on_another_port_is_403(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            assert op.plane.admin_port is not None
+            other_port = op.plane.admin_port % 65535 + 1
+            response = await op.http.post(
+                "/api/devices/a/stop", json={}, headers={"Origin": f"http://127.0.0.1:{other_port}"}
+            )
+            assert response.status_code == 403
+            assert f":{other_port}" in response.json()["detail"]
+
+    run(scenario)
+
+
+async def raw_request(port: int, request: bytes) -> bytes:
+    """Sends ``request`` as it is (headers an HTTP client would not send) and reads the reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+def test_a_request_with_two_host_headers_is_400_naming_why(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            assert op.plane.admin_port is not None
+            reply = await raw_request(
+                op.plane.admin_port,
+                b"GET /api/devices HTTP/1.1\r\nHost: evil.example\r\nHost: localhost\r\n\r\n",
+            )
+            status, _, rest = reply.partition(b"\r\n")
+            assert status.startswith(b"HTTP/1.1 400"), reply
+            assert b"more than one Host header" in rest
+            assert b"evil.example" not in rest, "no redirect to the other host"
+
+    run(scenario)
+
+
+def test_a_host_with_text_after_the_ipv6_address_is_403(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            response = await op.http.get("/api/devices", headers={"Host": "[::1]evil.example"})
+            assert response.status_code == 403
+
+    run(scenario)

@@ -362,3 +362,42 @@ def test_actions_do_not_disturb_other_devices(library: SoundLibrary) -> None:
             await bystander.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
 
     run(scenario)
+
+
+def test_a_device_id_with_a_slash_is_reachable_encoded_or_not(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("floor-1/kitchen") as kitchen:
+            await connected(op, "floor-1/kitchen")
+            shown = await op.http.get("/api/devices/floor-1%2Fkitchen")
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["device_id"] == "floor-1/kitchen"
+            assert (await op.http.get("/api/devices/floor-1/kitchen")).status_code == 200
+            response = await op.post("/api/devices/floor-1%2Fkitchen/mode", {"mode": 2})
+            assert response.status_code == 200, response.text
+            await kitchen.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(2))), 5)
+            tagged = await op.http.put("/api/devices/floor-1%2Fkitchen/tags", json={"tags": ["lobby"]})
+            assert tagged.json()["device"]["tags"] == ["lobby"]
+
+    run(scenario)
+
+
+def test_ids_and_modes_too_large_for_any_store_are_422(library: SoundLibrary) -> None:
+    huge = "9" * 30
+
+    async def scenario() -> None:
+        async with operated(library) as op:
+            for path in (
+                f"/api/audit?before={huge}",
+                "/api/audit?before=1e20",
+                f"/api/events?last_event_id={huge}",
+                f"/api/devices?mode={huge}",
+                f"/api/devices?mode={'9' * 5000}",
+            ):
+                response = await op.http.get(path)
+                assert response.status_code == 422, (path, response.text)
+            assigned = await op.http.put(f"/api/modes/{huge}", json={"sound": "builtin-0"})
+            assert assigned.status_code == 422
+            moded = await op.post("/api/devices/x/mode", {"mode": 10**30})
+            assert moded.status_code == 422
+
+    run(scenario)

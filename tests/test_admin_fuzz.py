@@ -2,10 +2,15 @@
 
 The server runs in-process on an asyncio loop in a background thread, with simulated devices
 connected over real gRPC, so device actions reach real actors; schemathesis (synchronous, over
-``requests``) fuzzes it from the test's thread. The fuzz runs once per module: every operation but
-the event stream, positive and negative cases, a bounded number of each, derandomized and without
-a Hypothesis database. A failure is recorded (the shortest request per operation and kind of
-failure), not raised, so one finding does not hide the others; each test asserts on one kind.
+``requests``) fuzzes it from the test's thread. The fuzz runs once per module: every operation,
+positive and negative cases, a bounded number of each, derandomized and without a Hypothesis
+database; then schemathesis's coverage phase, every operation's boundary and malformed values
+(a number one past its bound, a string of the wrong kind, a missing or duplicated parameter,
+methods it does not allow). The event stream's 200 is a stream that never ends: it is closed once
+its status and content type are read. The server keeps its state and audit log in SQLite, as a
+deployed one does, so an id too large for SQLite reaches it. A failure is recorded (the shortest
+request per operation and kind of failure), not raised, so one finding does not hide the others;
+each test asserts on one kind.
 """
 
 from __future__ import annotations
@@ -159,13 +164,21 @@ class Fuzzer:
 
     def run(self) -> None:
         self.result.operations = [operation.label for operation in operations(self.schema)]
-        # GET /api/events is left out: it is an endless server-sent event stream (a 200 stays open
-        # until the client leaves), so every positive case would wait out the read timeout, and a
-        # body that never ends cannot be validated. Resume and a malformed Last-Event-ID are tested
-        # in test_admin_stream.py.
-        for operation in operations(self.schema.exclude(path=EVENT_STREAM)):
+        for operation in operations(self.schema):
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 self.fuzz(operation, mode)
+            self.cover(operation)
+
+    def cover(self, operation: Operation) -> None:
+        """The coverage phase: each boundary and malformed value once, deterministically."""
+        generation = self.schema.config.generation_for(operation=operation)
+        modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+        for case in self.schema.iter_coverage_cases(
+            operation, generation_modes=modes, generation_config=generation
+        ):
+            drop_content_length(case)
+            if not self.send(case):
+                return
 
     def fuzz(self, operation: Operation, mode: GenerationMode) -> None:
         hung = False
@@ -207,9 +220,10 @@ class Fuzzer:
         """Sends ``case`` and records what the checks find; False when no reply came."""
         headers = {"Content-Type": "application/json"} if needs_json_type(case) else None
         label = case.operation.label
+        stream = case.operation.path == EVENT_STREAM
         try:
             # A fresh connection each time: a kept-alive one waits out a delayed ACK per request here.
-            response = case.call(headers=headers, timeout=REQUEST_TIMEOUT)
+            response = open_stream(case) if stream else case.call(headers=headers, timeout=REQUEST_TIMEOUT)
         except requests.RequestException as error:  # no reply in time, or the connection dropped
             request = case.as_curl_command(headers=headers)
             self.result.server_errors.add(
@@ -217,6 +231,11 @@ class Fuzzer:
             )
             return False
         self.result.statuses[label][response.status_code] += 1
+        if stream and response.status_code == 200:
+            if not str(response.headers.get("content-type", "")).startswith("text/event-stream"):
+                request = case.as_curl_command()
+                self.result.off_schema.add(Finding(label, "not text/event-stream", request, "200"))
+            return True
         sent = dict(response.request.headers)
         for findings, checks in (
             (self.result.server_errors, SERVER_ERROR_CHECKS),
@@ -231,6 +250,16 @@ class Fuzzer:
                 for failure in group.exceptions:
                     findings.add(Finding(label, describe(failure), request, reply))
         return True
+
+
+def open_stream(case: FuzzCase) -> Any:
+    """The event stream: a 200 is closed once its headers are read; any other reply is read whole."""
+    response = requests.request(**case.as_transport_kwargs(), stream=True, timeout=REQUEST_TIMEOUT)
+    if response.status_code == 200:
+        response.close()
+    else:
+        response.content  # noqa: B018 (reads the error's short body, for the checks)
+    return response
 
 
 def operations(schema: BaseSchema) -> list[Operation]:
@@ -341,7 +370,7 @@ async def press_mode(device: SimulatedDevice, mode_before: int, result: Fuzzed) 
 
 
 @pytest.fixture(scope="module")
-def fuzzed(library: SoundLibrary) -> Fuzzed:
+def fuzzed(library: SoundLibrary, tmp_path_factory: pytest.TempPathFactory) -> Fuzzed:
     """Starts the server and the devices, fuzzes, presses each device, and stops it all again.
 
     All of it happens here, so no actor outlives the fixture (conftest stops every actor after
@@ -354,7 +383,8 @@ def fuzzed(library: SoundLibrary) -> Fuzzed:
     stack = AsyncExitStack()
     root.addHandler(log)
     try:
-        plane = background.run(stack.enter_async_context(serving(library, admin_port=0)))
+        state_db = str(tmp_path_factory.mktemp("fuzz-state") / "devices.sqlite3")
+        plane = background.run(stack.enter_async_context(serving(library, admin_port=0, state_db=state_db)))
         devices = background.run(connect_devices(stack, plane))
         wait_until_connected(plane)
         schema = schemathesis.openapi.from_url(f"{admin_url(plane)}/api/openapi.json", config=CONFIG)
@@ -371,10 +401,9 @@ def fuzzed(library: SoundLibrary) -> Fuzzed:
     return result
 
 
-def test_every_operation_but_the_event_stream_is_fuzzed(fuzzed: Fuzzed) -> None:
-    stream = f"GET {EVENT_STREAM}"
-    assert stream in fuzzed.operations
-    assert sorted(fuzzed.statuses) == sorted(set(fuzzed.operations) - {stream})
+def test_every_operation_is_fuzzed_the_event_stream_included(fuzzed: Fuzzed) -> None:
+    assert f"GET {EVENT_STREAM}" in fuzzed.operations
+    assert sorted(fuzzed.statuses) == sorted(fuzzed.operations)
 
 
 def test_fuzzed_device_actions_reach_the_connected_devices(fuzzed: Fuzzed) -> None:

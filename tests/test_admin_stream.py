@@ -98,6 +98,17 @@ def test_a_malformed_last_event_id_is_422(library: SoundLibrary) -> None:
     run(scenario)
 
 
+def test_a_last_event_id_of_other_digits_or_too_many_is_422(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            for value in ("²".encode("latin-1"), b"9" * 5000, b"9" * 20, "١٢".encode()):
+                response = await op.http.get("/api/events", headers={b"Last-Event-ID": value})
+                assert response.status_code == 422, value[:20]
+                assert "is not an event id" in response.json()["detail"]
+
+    run(scenario)
+
+
 def test_stopping_the_server_ends_the_stream_of_a_connected_reader(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with operated(library) as op:
