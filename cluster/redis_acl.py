@@ -42,6 +42,7 @@ COMMANDS = (
     "hget",
     "hmget",
     "hgetall",
+    "hkeys",
     "hset",
     "hdel",
     "smembers",
