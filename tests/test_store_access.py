@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+import cluster
 from actors.config import parse_config
-from cluster.redis_acl import acl_file, main, user_rules
+from cluster.redis_acl import COMMANDS, acl_file, main, user_rules
 from cluster.store_access import StoreAccess, check_store_settings, on_this_machine, read_password, redacted
 
 
@@ -119,3 +121,16 @@ def test_the_acl_file_keeps_only_the_passwords_hash(
     password.write_text("hunter2\n")
     assert main(["--password-file", str(password)]) == 0
     assert capsys.readouterr().out == acl_file("hunter2")
+
+
+NOT_COMMANDS = {"pipeline", "pubsub", "register_script", "execute", "aclose", "close", "from_url"}
+METHOD_COMMANDS = {"delete": "del"}
+
+
+def test_the_acl_allows_every_redis_command_the_replicas_code_sends() -> None:
+    """A command added to ``cluster/`` without its ACL rule would fail only against a secured Redis."""
+    sources = " ".join(path.read_text() for path in Path(cluster.__file__).parent.glob("*.py"))
+    called = set(re.findall(r"(?:client|pipe)\.([a-z_]+)\(", sources))
+    scripted = {command.lower() for command in re.findall(r"redis\.call\('([A-Z]+)'", sources)}
+    sent = {METHOD_COMMANDS.get(method, method) for method in called - NOT_COMMANDS} | scripted
+    assert sent - set(COMMANDS) == set()
