@@ -9,6 +9,9 @@ import pytest
 
 from media.library import SoundLibrary, build_library
 
+pytest_plugins = ["pytester", "tests.log_secrets"]
+"""pytester: the check that no secret reaches a log is itself tested by running a test that leaks one."""
+
 
 @pytest.fixture(scope="session")
 def library() -> SoundLibrary:
