@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import grpc
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from actors.config import ServerConfig, parse_config
+from actors.leds import STATUS_IDLE, mode_leds
+from actors.records import RecordLimits
 from cluster.redis_acl import USER
+from media.library import SoundLibrary
+from rpc.auth import TOKEN_KEY, token_for
 from rpc.registration import SERVICE_NAME
+from rpc.server import record_limits
+from simulator import Button, SimulatedDevice
+from tests.live import run, serving, shows
+from tests.proxy import haproxy
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 VERSION = "1.37.0"
@@ -114,6 +129,7 @@ def test_the_envoy_config_is_valid_against_envoys_own_api() -> None:
     from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
         http_connection_manager_pb2,
     )
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401
     from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
     from google.protobuf import json_format
 
@@ -194,7 +210,7 @@ def test_the_compose_file_runs_three_valid_replicas_behind_the_shipped_haproxy_c
     haproxy = services["haproxy"]
     [mount] = haproxy["volumes"]
     assert (COMPOSE.parent / mount.split(":")[0]).resolve() == HAPROXY.resolve()
-    used = set(re.findall(r"\$\{(ACP_[A-Z_0-9]+)\}", HAPROXY.read_text()))
+    used = set(re.findall(r"\$\{(ACP_[A-Z_0-9]+)(?:\[\*\])?\}", HAPROXY.read_text()))
     assert used == set(haproxy["environment"]), "every variable the config uses, and no other"
     targets = {
         value.split(":")[0] for key, value in haproxy["environment"].items() if key.startswith("ACP_REPLICA")
@@ -240,3 +256,138 @@ def test_redis_requires_the_replicas_acl_user_and_every_secret_comes_from_a_secr
             assert path.parent == Path("/run/secrets")
             assert path.name in service["secrets"]
             assert path.name in compose["secrets"]
+
+
+# Devices authenticate, and reach the proxy with TLS.
+
+
+def pod_secret_mounts(deployment: dict[str, Any]) -> dict[str, Path]:
+    """Secret name -> where the pod's container mounts it."""
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    mounts = {mount["name"]: Path(mount["mountPath"]) for mount in container["volumeMounts"]}
+    return {
+        volume["secret"]["secretName"]: mounts[volume["name"]]
+        for volume in pod["volumes"]
+        if "secret" in volume
+    }
+
+
+def test_the_replicas_authenticate_devices_with_a_secret_mounted_from_a_secret() -> None:
+    config = parse_config([], named("ConfigMap", "audio-control-plane")["data"])
+    mounts = pod_secret_mounts(named("Deployment", "audio-control-plane"))
+    assert config.auth_secret_file is not None
+    assert config.auth_secret_file.parent == mounts["audio-control-plane-device-auth"]
+    assert record_limits(config) == RecordLimits(), "authenticated devices: no cap, no retention"
+
+
+def test_the_compose_replicas_authenticate_devices() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    replicas = [service for name, service in compose["services"].items() if name.startswith("replica")]
+    for service in replicas:
+        config = parse_config([], {key: str(value) for key, value in service["environment"].items()})
+        assert config.auth_secret_file == Path("/run/secrets/device-auth.secret")
+        assert "device-auth.secret" in service["secrets"]
+    assert "device-auth.secret" in compose["secrets"]
+
+
+def test_devices_reach_envoy_with_tls_from_a_secret() -> None:
+    [listener] = envoy_bootstrap()["static_resources"]["listeners"]
+    [chain] = listener["filter_chains"]
+    socket = chain["transport_socket"]
+    assert socket["name"] == "envoy.transport_sockets.tls"
+    context = socket["typed_config"]
+    assert context["@type"].endswith("tls.v3.DownstreamTlsContext")
+    assert context["common_tls_context"]["alpn_protocols"] == ["h2"]
+    [certificate] = context["common_tls_context"]["tls_certificates"]
+    mounted = pod_secret_mounts(named("Deployment", "audio-control-plane-envoy"))[
+        "audio-control-plane-device-tls"
+    ]
+    for key, name in (("certificate_chain", "tls.crt"), ("private_key", "tls.key")):
+        assert Path(certificate[key]["filename"]) == mounted / name
+
+
+def test_only_envoy_reaches_the_replicas_grpc_port() -> None:
+    policy = named("NetworkPolicy", "audio-control-plane-grpc")["spec"]
+    server = named("Deployment", "audio-control-plane")
+    envoy = named("Deployment", "audio-control-plane-envoy")
+    assert policy["podSelector"] == server["spec"]["selector"]
+    grpc_rules = [rule for rule in policy["ingress"] if {"port": "grpc", "protocol": "TCP"} in rule["ports"]]
+    assert grpc_rules == [
+        {
+            "from": [{"podSelector": envoy["spec"]["selector"]}],
+            "ports": [{"port": "grpc", "protocol": "TCP"}],
+        }
+    ]
+
+
+def test_the_compose_haproxy_ends_tls_with_a_certificate_from_a_secret() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    haproxy = compose["services"]["haproxy"]
+    options = haproxy["environment"]["ACP_PROXY_TLS"].split()
+    assert options[:2] == ["ssl", "crt"]
+    assert Path(options[2]) == Path("/run/secrets") / "device-tls.pem"
+    assert options[3:] == ["alpn", "h2"]
+    assert haproxy["secrets"] == ["device-tls.pem"]
+    assert "device-tls.pem" in compose["secrets"]
+
+
+def self_signed(directory: Path) -> tuple[Path, bytes]:
+    """A certificate for 127.0.0.1 and its key in one PEM (as HAProxy takes it), and the certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devices.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    bundle = directory / "device-tls.pem"
+    bundle.write_bytes(certificate_pem + key_pem)
+    return bundle, certificate_pem
+
+
+DEVICE_AUTH_SECRET = "device-auth-secret-of-the-deploy-test"
+
+
+def test_the_shipped_haproxy_config_ends_tls_for_a_device_that_authenticates(
+    library: SoundLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the compose file runs it: TLS options from ACP_PROXY_TLS, device auth on the replica."""
+    bundle, certificate = self_signed(tmp_path)
+    monkeypatch.setenv("ACP_PROXY_TLS", f"ssl crt {bundle} alpn h2")
+    secret_file = tmp_path / "device-auth.secret"
+    secret_file.write_text(DEVICE_AUTH_SECRET)
+    token = token_for(DEVICE_AUTH_SECRET.encode(), "kitchen")
+
+    async def scenario() -> None:
+        async with serving(library, auth_secret_file=secret_file) as plane:
+            with haproxy([f"127.0.0.1:{plane.port}"]) as front_door:
+                credentials = grpc.ssl_channel_credentials(root_certificates=certificate)
+                device = SimulatedDevice(
+                    front_door,
+                    "kitchen",
+                    metadata=[("device_id", "kitchen"), (TOKEN_KEY, token)],
+                    credentials=credentials,
+                    play_in_real_time=False,
+                )
+                async with device:
+                    assert await device.press(Button.MODE)
+                    await device.wait_for_leds(shows((STATUS_IDLE.rgba, *mode_leds(1))), 5)
+                plaintext = SimulatedDevice(front_door, "kitchen", connect_timeout=2, play_in_real_time=False)
+                with pytest.raises(ConnectionError):
+                    await plaintext.connect()
+
+    run(scenario)
