@@ -2,10 +2,11 @@
 
 Which values are secrets: every module-level constant of a test module whose name ends in
 TOKEN, SECRET or PASSWORD (``OPERATOR_TOKEN = "..."``); every token in a ``*.tokens`` file
-and the content of every ``*secret*`` file a test writes under its ``tmp_path`` (the
-server's own token and device-secret files); and whatever a test or helper registers with
-``secret(value)`` (a generated Redis password, a minted device token); and the device token
-of every device the logs name, under each of those secrets (``rpc.auth.token_for``).
+and the content of every ``*secret*`` and ``*.password`` file a test writes under its
+``tmp_path`` (the server's own token, device-secret and Redis password files); whatever a
+test or helper registers with ``secret(value)`` (a generated Redis password, a minted
+device token); and the device token of every device the logs name, under each of those
+secrets (``rpc.auth.token_for``).
 
 What is read: every log record emitted while a test runs (the root logger, at INFO, the
 server's default level, and above), with its traceback; and every ``*.log`` file under the
@@ -34,6 +35,9 @@ SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD)S?$")
 
 MAX_DEVICE_IDS = 2000
 """Device tokens are derived for at most this many devices a test's logs name."""
+
+SECRET_FILES = ("*secret*", "*.password")
+"""Files whose whole content is a secret: a device auth secret, a Redis password."""
 
 MAX_SECRET_FILE_BYTES = 1024
 """A secret file holds a short secret; a larger file named so (a test's sound, say) is not one."""
@@ -79,9 +83,10 @@ def read_secret_files(directory: Path) -> None:
     for path in directory.rglob("*.tokens"):
         for line in _lines(path):
             secret(line.split(":", 1)[1] if ":" in line else line)
-    for path in directory.rglob("*secret*"):
-        if path.is_file() and path.stat().st_size <= MAX_SECRET_FILE_BYTES:
-            secret(path.read_bytes())
+    for pattern in SECRET_FILES:
+        for path in directory.rglob(pattern):
+            if path.is_file() and path.stat().st_size <= MAX_SECRET_FILE_BYTES:
+                secret(path.read_bytes())
 
 
 def _lines(path: Path) -> Iterator[str]:

@@ -102,6 +102,22 @@ def test_a_card_changes_live_when_its_device_presses_mode(library: SoundLibrary)
     run(scenario, timeout=90)
 
 
+def test_a_removed_device_leaves_the_dashboard_live(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, op.device("hall"):
+            async with op.device("kitchen"):
+                await connected(op, "kitchen")
+            await op.until_device("kitchen", lambda d: not d["connected"])
+            await connected(op, "hall")
+            async with dashboard(op) as page:
+                await expect(page.locator(card(page, "kitchen"))).to_be_visible()
+                assert (await op.http.delete("/api/devices/kitchen")).status_code == 204
+                await expect(page.locator(card(page, "kitchen"))).to_have_count(0)
+                await expect(page.locator(card(page, "hall"))).to_be_visible()
+
+    run(scenario, timeout=90)
+
+
 def test_clicking_play_makes_the_device_receive_its_sound(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with operated(library) as op, op.device("kitchen") as kitchen:
