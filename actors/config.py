@@ -73,6 +73,10 @@ class ServerConfig:
     admin_header_timeout: float = 5.0
     admin_max_connections: int = 256
     admin_max_connections_per_client: int = 32
+    events_max_unread: float = 10.0
+    """Seconds the oldest event a live-event reader has not read may wait before it is dropped."""
+    events_keepalive: float = 15.0
+    """Seconds of silence after which a live-event stream gets a comment (so proxies keep it)."""
     keepalive_time: float = 20.0
     keepalive_timeout: float = 10.0
     min_client_ping_interval: float = 10.0

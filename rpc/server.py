@@ -199,7 +199,12 @@ class ControlPlane:
         if self.shared is not None:
             self.shared.on_claimed = commits.forget
         self.metrics.watch_commits(commits)
-        events = EventHub(time.time, first_id=int(time.time() * 1000))
+        events = EventHub(
+            time.time,
+            max_unread=self.config.events_max_unread,
+            first_id=int(time.time() * 1000),
+            keepalive=self.config.events_keepalive,
+        )
         self.metrics.watch_event_readers(lambda: events.readers, lambda: events.dropped)
         # Named only among replicas: a lone server's devices show no replica.
         fleet = FleetView(

@@ -122,3 +122,46 @@ def test_zero_asks_for_the_whole_history() -> None:
     events.publish("device", "device:b", {"mode": 2})
     reader = events.join(0)
     assert [data for _, data in kinds(reader)] == [{"mode": 1}, {"mode": 2}]
+
+
+def test_a_quiet_reader_that_has_read_everything_is_never_dropped() -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        events = hub(clock, max_unread=10.0)
+        reader = events.join(None)
+        stream = reader.stream()
+        events.publish("device", "device:a", {"mode": 1})
+        await anext(stream)
+        clock.now = 600  # ten minutes with nothing to say
+        events.publish("device", "device:a", {"mode": 2})
+        assert not reader.dropped
+        assert b'"mode": 2' in await anext(stream)
+        events.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_reader_is_judged_by_the_age_of_its_oldest_unread_event() -> None:
+    clock = ManualClock()
+    events = hub(clock, max_unread=10.0)
+    reader = events.join(None)
+    clock.now = 100  # quiet until now: not behind
+    events.publish("device", "device:a", {"mode": 1})
+    clock.now = 109
+    events.publish("device", "device:a", {"mode": 2})  # replaces the unread one, which is 9 s old
+    assert not reader.dropped
+    clock.now = 111
+    events.publish("device", "device:b", {"mode": 1})
+    assert reader.dropped
+
+
+def test_a_quiet_stream_sends_comment_keep_alives() -> None:
+    async def scenario() -> bytes:
+        events = EventHub(ManualClock(), keepalive=0.01)
+        reader = events.join(None)
+        stream = reader.stream()
+        chunk = await anext(stream)
+        events.close()
+        return chunk
+
+    assert asyncio.run(scenario()) == b": keep-alive\n\n"

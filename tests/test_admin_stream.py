@@ -119,3 +119,30 @@ def test_stopping_the_server_ends_the_stream_of_a_connected_reader(library: Soun
                 await reader
 
     run(scenario)
+
+
+def test_a_reader_idle_longer_than_the_unread_limit_still_gets_the_next_event(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library, events_max_unread=0.2) as op, op.device("kitchen") as kitchen:
+            stream = await since_now(op)
+            await first(stream, about("kitchen", lambda d: d["connected"]))
+            await asyncio.sleep(0.6)  # quiet: nothing to read, for three times the limit
+            await kitchen.press(Button.MODE)
+            await first(stream, about("kitchen", lambda d: d["mode"] == 1))
+            assert op.plane.events is not None
+            assert op.plane.events.dropped == 0
+
+    run(scenario)
+
+
+def test_a_quiet_stream_gets_comment_keep_alives(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with (
+            operated(library, events_keepalive=0.05) as op,
+            op.http.stream("GET", "/api/events") as response,
+        ):
+            async with asyncio.timeout(5):
+                lines = response.aiter_lines()
+                assert await anext(lines) == ": keep-alive"
+
+    run(scenario)
