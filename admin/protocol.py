@@ -6,6 +6,11 @@ body, holds its socket forever. Here a request's headers must arrive within ``re
 the connection opening (or of the previous reply), and a body may not pause longer than that;
 then the connection is closed. While the app works on a request (a long upload decode, a stream
 of live events) no deadline runs.
+
+A connection closed while the client is still sending a body it was answered before (a 413, say)
+is closed lingering, as nginx does: our side of it is shut first, what still arrives is dropped
+unread for up to ``LINGER_SECONDS``, then it is closed. Closing a socket with unread data makes the
+kernel reset the connection, and a client busy writing its body would lose the answer.
 """
 
 from __future__ import annotations
@@ -15,8 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+
+LINGER_SECONDS = 2.0
+"""How long the rest of an answered request's body is read and dropped before the connection is closed."""
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
@@ -34,10 +43,23 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._read_timeout = read_timeout
         self._on_closed: Callable[[], None] | None = on_closed
         self._deadline: asyncio.TimerHandle | None = None
+        self._socket: asyncio.Transport | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._socket = transport
+        self.transport = _ClosesLingering(transport, self)
+        self.flow = FlowControl(self.transport)
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:  # a lingering connection's bytes are dropped unread
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._lingering and self._socket is not None:
+            self._socket.close()  # the client has sent all it will: nothing is left to reset
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -67,6 +89,8 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
             self._arm()
 
     def _arm(self) -> None:
+        if self._lingering:  # its own deadline runs
+            return
         self._disarm()
         self._deadline = self.loop.call_later(self._read_timeout, self._expired)
 
@@ -77,9 +101,81 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self._socket is None or self._socket.is_closing():
             return
-        if self.flow.read_paused:  # the server holds the reading back, not the client
+        if self.flow.read_paused and not self._lingering:  # the server holds the reading back
             self._arm()
             return
-        self.transport.close()
+        self._socket.close()
+
+    def _body_unread(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.more_body and not cycle.disconnected
+
+    def _close(self) -> None:
+        """Lingering if the request's body is still arriving; at once otherwise."""
+        socket = self._socket
+        if socket is None or socket.is_closing():
+            return
+        if self._lingering or not self._body_unread() or not socket.can_write_eof():
+            socket.close()
+            return
+        self._lingering = True
+        socket.write_eof()  # the answer goes out, then our FIN
+        self.flow.resume_reading()
+        self._disarm()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self._expired)
+
+
+class _ClosesLingering(asyncio.Transport):
+    """The connection's transport as uvicorn sees it: the same, but ``close`` may linger."""
+
+    def __init__(self, socket: asyncio.Transport, protocol: DeadlineHttpProtocol) -> None:
+        super().__init__()
+        self._socket = socket
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol._close()
+
+    def is_closing(self) -> bool:
+        return self._protocol._lingering or self._socket.is_closing()
+
+    def abort(self) -> None:
+        self._socket.abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._socket.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._socket.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._socket.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._socket.can_write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._socket.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._socket.set_write_buffer_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self._socket.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._socket.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._socket.is_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._socket.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._socket.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._socket.get_protocol()

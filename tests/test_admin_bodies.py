@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from media.library import SoundLibrary
 from tests.admin_live import JSON, Operated, operated
 from tests.audio_files import write_tone
 from tests.live import run
+from tests.server_process import ServerProcess
 
 LIMIT_MB = 0.01
 """The JSON limit these tests set: 10 kB, so going over it is quick."""
@@ -63,6 +65,46 @@ def test_a_json_body_over_the_limit_by_its_content_length_is_413_before_a_byte_i
             writer.close()
 
     run(scenario)
+
+
+def test_a_client_still_sending_a_refused_body_reads_the_413(tmp_path: Path) -> None:
+    """Against the server as a process of its own: in one process the client's writes and the
+    server's reads take turns on one loop, and the race a reset connection loses never happens.
+    Several attempts, by length and chunked: a reset loses the race only some of the time."""
+    server = ServerProcess(tmp_path / "server.log", "--admin-port", "0")
+
+    async def refused(framing: bytes, chunk: bytes) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.admin_port)
+        writer.write(
+            b"POST /api/announce HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n%s\r\n\r\n"
+            % framing
+        )
+
+        async def keep_sending() -> None:
+            with contextlib.suppress(ConnectionError):
+                for _ in range(300):
+                    writer.write(chunk)
+                    await writer.drain()
+
+        sending = asyncio.create_task(keep_sending())
+        try:
+            status, _, body = await reply_of(reader)  # not a reset connection
+        finally:
+            sending.cancel()
+            writer.transport.abort()  # what was not sent is dropped: a close would wait to send it
+        assert status.startswith(b"HTTP/1.1 413"), status
+        assert b"larger than the limit" in body
+
+    async def scenario() -> None:
+        megabyte = b" " * 1_000_000
+        for _ in range(3):
+            await refused(b"Content-Length: 300000000", megabyte)
+            await refused(b"Transfer-Encoding: chunked", b"%x\r\n%s\r\n" % (len(megabyte), megabyte))
+
+    try:
+        run(scenario)
+    finally:
+        server.kill()
 
 
 def test_a_chunked_json_body_over_the_limit_is_413_once_the_limit_is_read(library: SoundLibrary) -> None:
