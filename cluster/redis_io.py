@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -24,6 +24,9 @@ RETRY_DELAY = 0.5
 """Seconds before a lost subscription or a failed write is tried again."""
 
 FAILURE_LOG_INTERVAL = 60.0
+
+CONFIRM_TIMEOUT = 5.0
+"""Seconds Redis may take to confirm a subscription."""
 
 T = TypeVar("T")
 
@@ -40,26 +43,44 @@ async def follow(
     subscribed: Callable[[bool], Awaitable[None]],
     closed: Callable[[], bool],
     lost: Callable[[BaseException], None],
+    ready: asyncio.Future[None] | None = None,
 ) -> None:
     """Hand every message on ``channels`` to ``handle`` (its channel, its data) until ``closed``.
 
-    ``subscribed(first)`` runs after each subscription, before any message: the first, or one
-    after a gap, in which messages were lost. ``handle`` checks and counts what it refuses
-    (``cluster.validation``); should it still fail on a message, that is logged (with its
-    traceback, at most once a minute) and the feed goes on. A lost connection goes to ``lost``
-    and the subscription is made again after RETRY_DELAY. ``closed`` is checked at least once a
-    second: redis-py can swallow a cancel that lands during a subscribe.
+    ``subscribed(first)`` runs after each subscription is confirmed, before any message: the
+    first, or one after a gap, in which messages were lost. It is where an owner reads its
+    snapshot: subscribed first, a change published while the snapshot is read is not missed but
+    waits in the subscription and is handed over after it, in order (never overwritten by the
+    older snapshot). ``ready`` gets the first subscription's outcome: done once ``subscribed``
+    returned, or the error that stopped it (the feed then goes on retrying).
+
+    ``handle`` checks and counts what it refuses (``cluster.validation``); should it still fail
+    on a message, that is logged (with its traceback, at most once a minute) and the feed goes
+    on. A lost connection goes to ``lost`` and the subscription is made again after RETRY_DELAY.
+    ``closed`` is checked at least once a second: redis-py can swallow a cancel that lands during
+    a subscribe.
     """
     first = True
     last_failure = -math.inf
     while not closed():
         pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(*channels)
-            await subscribed(first)
+            try:
+                await pubsub.subscribe(*channels)
+                early = await _confirmed(pubsub, len(channels))
+                await subscribed(first)
+            except BaseException as error:
+                if ready is not None and not ready.done():
+                    ready.set_exception(error)
+                raise
             first = False
+            if ready is not None and not ready.done():
+                ready.set_result(None)
             while not closed():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if early:
+                    message = early.pop(0)
+                else:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None:
                     continue
                 channel = text(message["channel"])
@@ -77,6 +98,24 @@ async def follow(
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _confirmed(pubsub: aioredis.client.PubSub, channels: int) -> list[dict[str, Any]]:
+    """Wait for Redis to confirm each subscription: only then is a message published afterwards
+    sure to arrive (``subscribe`` only sends the command). Returns the messages that came on a
+    channel confirmed earlier, to be handled first."""
+    confirmed = 0
+    early: list[dict[str, Any]] = []
+    async with asyncio.timeout(CONFIRM_TIMEOUT):
+        while confirmed < channels:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                confirmed += 1
+            elif message["type"] == "message":
+                early.append(message)
+    return early
 
 
 async def write_in_order(

@@ -243,18 +243,23 @@ class SharedStore:
             socket_connect_timeout=OP_TIMEOUT,
             health_check_interval=5,
         )
-        try:
-            await self._client.ping()
-            await self._load_mirror()
-        except (RedisError, OSError) as error:
-            await self._client.aclose()
-            raise StoreUnavailable(f"cannot reach the shared store {self.access}: {error}") from error
         self._claim = self._client.register_script(_CLAIM)
         self._save = self._client.register_script(_SAVE)
         self._set_field = self._client.register_script(_SET_FIELD)
         self._remove = self._client.register_script(_REMOVE)
+        loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        follower = asyncio.create_task(self._follow_changes(loaded), name="store-changes")
+        try:
+            await self._client.ping()
+            async with asyncio.timeout(OP_TIMEOUT * 5):
+                await loaded  # subscribed to the change feed first, then the mirror loaded
+        except (RedisError, OSError) as error:
+            follower.cancel()
+            await asyncio.wait([follower], timeout=OP_TIMEOUT)
+            await self._client.aclose()
+            raise StoreUnavailable(f"cannot reach the shared store {self.access}: {error}") from error
         self._tasks = [
-            asyncio.create_task(self._follow_changes(), name="store-changes"),
+            follower,
             asyncio.create_task(self._beat(), name="store-heartbeat"),
             asyncio.create_task(self._write_in_order(), name="store-writes"),
         ]
@@ -505,13 +510,14 @@ class SharedStore:
                 self._went_down(error)
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
-    async def _follow_changes(self) -> None:
-        """Apply what the other replicas publish; after a gap in the feed, reload the mirror."""
+    async def _follow_changes(self, loaded: asyncio.Future[None]) -> None:
+        """Apply what the other replicas publish; the mirror is loaded once subscribed (so nothing
+        published meanwhile is missed), and again after a gap in the feed."""
         assert self._client is not None
 
         async def subscribed(first: bool) -> None:
+            await self._load_mirror()
             if not first:
-                await self._load_mirror()
                 await self._check_ownership()
 
         async def handle(_: str, data: bytes | str) -> None:
@@ -532,6 +538,7 @@ class SharedStore:
             subscribed=subscribed,
             closed=lambda: self._closed,
             lost=self._went_down,
+            ready=loaded,
         )
 
     def _apply_change(self, kind: str, body: object) -> None:

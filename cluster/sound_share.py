@@ -4,11 +4,13 @@ An upload, a delete or an assignment made on one replica is written to Redis (th
 uploaded, in a hash of sounds; the assignments in a hash by mode) and announced; every other
 replica decodes the file itself (in the catalog's sandbox, one at a time, at its own packet
 length) and applies the change to its catalog without announcing it again. A replica that
-starts reads both hashes, so it plays what the fleet's operators chose even if it was down
-when they chose it: the names at once, the files it lacks in the background (decoding takes
-seconds each, and it serves meanwhile), each mode's assignment once its sound is there. (It
-adds what it lacks; a sound deleted or re-uploaded while it was down it learns only from
-the next change to that sound.)
+starts reads both hashes (once subscribed to the announcements, so a change made while it
+reads is not missed: it is applied after the read, in order), so it plays what the fleet's
+operators chose even if it was down when they chose it: the names at once, the files it
+lacks in the background (decoding takes seconds each, and it serves meanwhile), each mode's
+assignment once its sound is there. (It adds what it lacks; a sound deleted or re-uploaded
+while it was down it learns only from the next change to that sound; a file it fetched that
+the feed has changed since is not installed.)
 
 The writes are queued and retried in order while Redis is unreachable: the replica that took
 the upload has it at once, the others once Redis takes it.
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 
 import redis.asyncio as aioredis
 
@@ -70,20 +73,24 @@ class SoundShare:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writes: asyncio.Queue[SoundChange] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
+        self._fed: Counter[str] = Counter()
+        """Changes the feed brought per sound name: a file fetched before one of them is stale."""
         self._closed = False
 
     async def start(self) -> None:
-        """Take what the fleet has, then follow and announce changes."""
+        """Follow the fleet's changes, take what it has once subscribed (nothing published in
+        between is missed), and announce the changes made here."""
         self._loop = asyncio.get_running_loop()
-        await self._take_all()
+        taken: asyncio.Future[None] = self._loop.create_future()
+        self._tasks += [asyncio.create_task(self._follow(taken), name="sound-share")]
+        try:
+            async with asyncio.timeout(5.0):
+                await taken
+        except BaseException:
+            await self.aclose()
+            raise
         self._catalog.on_change = self._changed_here
-        self._tasks += [
-            asyncio.create_task(self._follow(), name="sound-share"),
-            asyncio.create_task(self._write_in_order(), name="sound-writes"),
-        ]
-        async with asyncio.timeout(5.0):
-            await self._subscribed.wait()
+        self._tasks += [asyncio.create_task(self._write_in_order(), name="sound-writes")]
 
     async def aclose(self) -> None:
         self._closed = True
@@ -125,11 +132,9 @@ class SoundShare:
             pipe.publish(SOUND_CHANGES, announcement)
             await pipe.execute()
 
-    async def _follow(self) -> None:
-        async def subscribed(first: bool) -> None:
-            if not first:
-                await self._take_all()  # the feed had a gap
-            self._subscribed.set()
+    async def _follow(self, taken: asyncio.Future[None]) -> None:
+        async def subscribed(_: bool) -> None:
+            await self._take_all()  # at first, and after a gap in the feed
 
         async def handle(_: str, data: bytes | str) -> None:
             if sender_of(data) == self._replica:
@@ -152,10 +157,12 @@ class SoundShare:
             subscribed=subscribed,
             closed=lambda: self._closed,
             lost=lambda error: logger.warning("sound feed interrupted: %s", error),
+            ready=taken,
         )
 
     async def _apply(self, sender: str, change: validation.SoundAnnouncement) -> None:
         name, kind = change.name, change.kind
+        self._fed[name] += 1
         try:
             if kind == "added":
                 data = await self._client.hget(SOUNDS, name)
@@ -174,9 +181,13 @@ class SoundShare:
         except (UnknownSound, SoundConflict, AssignmentError) as error:
             logger.warning("sound change from %s not applied here: %s", sender, error)
 
-    async def _install(self, name: str, data: bytes) -> None:
+    async def _install(self, name: str, data: bytes, fed: int | None = None) -> None:
+        """``fed``: the feed's count of changes to ``name`` when ``data`` was read; if the feed has
+        brought one since, ``data`` is older than what it said and is not installed."""
         try:
             sound = await self._catalog.decode(name, data, background=True)
+            if fed is not None and self._fed[name] != fed:
+                return
             await asyncio.to_thread(self._catalog.add, name, sound, data, False)
         except DecodeBusy:
             pass  # stopping
@@ -202,9 +213,10 @@ class SoundShare:
     async def _catch_up(self, names: list[str]) -> None:
         try:
             for name in names:
+                fed = self._fed[name]
                 data = None if self._catalog.holds(name) else await self._client.hget(SOUNDS, name)
                 if isinstance(data, bytes):
-                    await self._install(name, data)
+                    await self._install(name, data, fed)
             await self._take_assignments(set())
         except (aioredis.RedisError, OSError) as error:
             logger.warning("the fleet's sounds are not all here yet (the next start retries): %s", error)
