@@ -2,11 +2,13 @@
 
 A JSON body is read in full, counting, before the app is called, and handed on in one piece; one
 larger than the limit, by its ``Content-Length`` or counted as it streams in (chunked), is refused
-with 413 without reading further. At the 1 MB default, what the app parses on the event loop is
-bounded: the slowest JSON tried (a million-element array) parses in about 20 ms.
+with 413 without reading further. At the 1 MB default, what the app parses and validates on the
+event loop is bounded: the slowest body tried (70,000 unknown keys) is refused in about 45 ms
+(``bench.admin_abuse``); a body's models fail with one error, not one per mistake (``admin.app``).
 
 A reply that goes out before the request's body was read to its end closes the connection
-(``Connection: close``), so the rest of a refused body is never read, let alone parsed.
+(``Connection: close``, lingering: ``admin.protocol``), so the rest of a refused body is never
+parsed.
 """
 
 from __future__ import annotations

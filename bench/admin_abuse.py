@@ -19,6 +19,10 @@ delay the devices' loop) on core 1. JSON on stdout (and ``--out``):
   streamed from one thread while another reads the answer: headers sent→the 413's status line.
   Meanwhile a device plays a long sound: the longest gap between its audio packets during the
   attempts, and before.
+- ``json``: bodies just under the 1 MB limit that are slow to parse or to refuse (70,000 unknown
+  keys, 100,000 bad device ids, 80,000 real ones, 1 MB of whitespace), three of each: status and
+  reply time, and press→ack of 5 devices pressing Stop 16 times a second each (within their event
+  rate), a press every 12 ms in all: the event loop's stalls, as devices see them.
 
 Targets: a new device within 1 s, press→ack p99 ≤ 50 ms, idle sockets closed within 10 s, 413
 within 100 ms, no audio stall.
@@ -221,6 +225,67 @@ async def body_step(admin_port: int, target: str) -> dict[str, Any]:
         return results
 
 
+def heavy_bodies() -> dict[str, tuple[str, bytes]]:
+    def announce(target: Any) -> bytes:
+        return json.dumps({"sound": "builtin-0", "target": target}).encode()
+
+    return {
+        "70k_unknown_keys": ("/api/announce", announce({f"k{n}": 0 for n in range(70_000)})),
+        "100k_bad_device_ids": ("/api/announce", announce({"devices": [0] * 100_000})),
+        "80k_device_ids": ("/api/announce", announce({"devices": [f"d{n:07d}" for n in range(80_000)]})),
+        "1mb_whitespace": ("/api/devices/prober-0/mode", b" " * 999_980 + b'{"mode": 1}'),
+    }
+
+
+def post(admin_port: int, path: str, body: bytes) -> tuple[int, float]:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", admin_port), timeout=30) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
+        reply = b""
+        while data := sock.recv(65536):
+            reply += data
+    return int(reply.split(b" ", 2)[1]), time.monotonic() - started
+
+
+async def press_stop(device: SimulatedDevice, offset: float, acks: list[float]) -> None:
+    await asyncio.sleep(offset)
+    while True:
+        started = time.monotonic()
+        await device.press(Button.STOP)
+        acks.append(time.monotonic() - started)
+        await asyncio.sleep(max(0.0, 0.0625 - (time.monotonic() - started)))
+
+
+async def json_step(admin_port: int, target: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    probers = [SimulatedDevice(target, f"prober-{n}", play_in_real_time=False) for n in range(5)]
+    for prober in probers:
+        await prober.connect()
+        await prober.wait_for_first_set(10)
+    try:
+        for name, (path, body) in heavy_bodies().items():
+            acks: list[float] = []
+            pressing = [asyncio.create_task(press_stop(p, n * 0.0125, acks)) for n, p in enumerate(probers)]
+            await asyncio.sleep(0.5)
+            replies = [await asyncio.to_thread(post, admin_port, path, body) for _ in range(ATTEMPTS)]
+            await asyncio.sleep(0.2)
+            for task in pressing:
+                task.cancel()
+            results[name] = {
+                "bytes": len(body),
+                "status": sorted({status for status, _ in replies}),
+                "reply_ms": [round(took * 1000, 1) for _, took in replies],
+                "press_to_ack": summary(acks),
+            }
+    finally:
+        for prober in probers:
+            await prober.disconnect()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
@@ -245,6 +310,7 @@ def main() -> int:
             "budget": budget.group(0) if budget else None,
             "idle": asyncio.run(idle_step(target, admin_port, args.connections, args.addresses)),
             "body": asyncio.run(body_step(admin_port, target)),
+            "json": asyncio.run(json_step(admin_port, target)),
         }
     finally:
         server.stop()

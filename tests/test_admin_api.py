@@ -401,3 +401,18 @@ def test_ids_and_modes_too_large_for_any_store_are_422(library: SoundLibrary) ->
             assert moded.status_code == 422
 
     run(scenario)
+
+
+def test_a_body_repeating_one_mistake_gets_one_short_422(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op:
+            unknown = {"sound": "builtin-0", "target": {"all": True}, **{f"k{n}": 0 for n in range(10_000)}}
+            bad_ids = {"sound": "builtin-0", "target": {"devices": [0] * 10_000}}
+            for body, named in ((unknown, "'k0'"), (bad_ids, "devices 0, 1, 2, 3, 4 and 9995 more")):
+                response = await op.post("/api/announce", body)
+                assert response.status_code == 422
+                assert len(response.content) < 2_000, len(response.content)
+                assert named in response.json()["detail"]
+                assert len(response.json()["errors"]) == 1
+
+    run(scenario)
