@@ -13,7 +13,12 @@ at a time; the saves made meanwhile form the next. Batches to it start at most e
 press storm saves wait a few milliseconds to share one; an isolated save goes at once. A
 batch the store could not take stays pending and is tried again after ``retry_delay``; a
 save the store refused because another server owns the device now (fencing) is dropped,
-and ``on_fenced`` hears of the device.
+and ``on_fenced`` hears of its lease.
+
+Each save is stamped with its lease (``actors.lease``) when it is made: the session's, or the
+one the store holds then. A save whose lease is no longer the store's (the device was claimed
+anew meanwhile) is never sent, nor sent again after a failed batch, nor returned by ``load``:
+it is dropped and counted in ``stale``. The store checks the stamp itself when it writes.
 
 Used from one thread only: the actor runtime's.
 """
@@ -24,8 +29,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from actors.lease import STALE_SAVE, UNLEASED, Lease, Leases, StaleLeases
 from actors.state import DeviceState
-from actors.store import DeferredSaves, StateStore
+from actors.store import DeferredSaves, LeasedSaves, StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,9 @@ RETRY_DELAY = 0.5
 DEFERRED_MIN_INTERVAL = 0.005
 """Seconds between the starts of two batches to a deferred store."""
 
+Stamped = tuple[DeviceState, int]
+"""A save and the epoch of the lease it was made under."""
+
 
 class GroupCommit:
     def __init__(
@@ -46,10 +55,11 @@ class GroupCommit:
         store: StateStore,
         schedule: Callable[[Callable[[], None]], object],
         schedule_later: Callable[[float, Callable[[], None]], object] | None = None,
-        on_fenced: Callable[[str], None] | None = None,
+        on_fenced: Callable[[Lease], None] | None = None,
         retry_delay: float = RETRY_DELAY,
         min_interval: float = DEFERRED_MIN_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        stale: StaleLeases | None = None,
     ) -> None:
         self._store = store
         self._schedule = schedule
@@ -57,20 +67,43 @@ class GroupCommit:
         self._on_fenced = on_fenced
         self._retry_delay = retry_delay
         self._deferred: DeferredSaves | None = store if isinstance(store, DeferredSaves) else None
+        self._leases: Leases | None = store if isinstance(store, Leases) else None
+        self._leased_saves: LeasedSaves | None = store if isinstance(store, LeasedSaves) else None
         self._min_interval = min_interval
         self._clock = clock
         self._last_batch_at = -float("inf")
-        self._pending: dict[str, DeviceState] = {}
+        self._pending: dict[str, Stamped] = {}
         self._waiting: list[tuple[str, Durable]] = []
         self._scheduled = False
-        self._in_flight: dict[str, DeviceState] | None = None
+        self._in_flight: dict[str, Stamped] | None = None
         self.commits = 0
         self.saves = 0
         self.fenced = 0
+        self.stale = stale if stale is not None else StaleLeases()
 
-    def save(self, device_id: str, state: DeviceState, then: Durable | None = None) -> None:
-        self._pending[device_id] = state
+    def lease(self, device_id: str) -> Lease:
+        """The lease a session starting now holds: the store's (``UNLEASED`` where nobody else
+        can own the device; epoch -1, which no save matches, where this process holds none)."""
+        if self._leases is None:
+            return Lease(device_id, UNLEASED)
+        return self._leases.lease(device_id) or Lease(device_id, -1)
+
+    def _current(self, device_id: str) -> int:
+        return self.lease(device_id).epoch
+
+    def save(
+        self, device_id: str, state: DeviceState, then: Durable | None = None, lease: Lease | None = None
+    ) -> None:
+        """``lease``: the session's, when it made the save; by default the one the store holds now."""
+        epoch = self._current(device_id) if lease is None else lease.epoch
         self.saves += 1
+        if epoch != self._current(device_id):
+            self.stale.drop(STALE_SAVE)
+            logger.info("device %s: a save of its older lease %d dropped", device_id, epoch)
+            if then is not None:
+                then(False)
+            return
+        self._pending[device_id] = (state, epoch)
         if then is not None:
             self._waiting.append((device_id, then))
         self._schedule_commit()
@@ -90,10 +123,14 @@ class GroupCommit:
         self._waiting = kept
 
     def load(self, device_id: str) -> DeviceState | None:
-        pending = self._pending.get(device_id)
-        if pending is None and self._in_flight is not None:
-            pending = self._in_flight.get(device_id)
-        return pending if pending is not None else self._store.load(device_id)
+        """The newest save of the device's current lease; the store's state if there is none (a
+        save of an older lease, even one still on its way, is not what a new session resumes)."""
+        current = self._current(device_id)
+        for saves in (self._pending, self._in_flight or {}):
+            stamped = saves.get(device_id)
+            if stamped is not None and stamped[1] == current:
+                return stamped[0]
+        return self._store.load(device_id)
 
     def load_desired(self, device_id: str) -> int | None:
         return self._store.load_desired(device_id)
@@ -154,30 +191,44 @@ class GroupCommit:
             return  # a deferred batch still out: its answer schedules the next
         batch, waiting = self._pending, self._waiting
         self._pending, self._waiting = {}, []
+        states = [(device_id, state) for device_id, (state, _) in batch.items()]
+        epochs = {device_id: epoch for device_id, (_, epoch) in batch.items()}
         if self._deferred is not None:
             self._in_flight = batch
             self._last_batch_at = self._clock()
-            self._deferred.submit(
-                list(batch.items()), lambda outcome: self._answered(batch, waiting, outcome)
-            )
+            self._deferred.submit(states, lambda outcome: self._answered(batch, waiting, outcome), epochs)
             return
         try:
-            self._store.save_many(list(batch.items()))
+            if self._leased_saves is not None:
+                refused = self._leased_saves.save_leased(states, epochs)
+            else:
+                self._store.save_many(states)
+                refused = frozenset()
         except Exception as error:  # the store names its file; the saves stay for the next commit
             self._answered(batch, waiting, error)
             return
-        self._answered(batch, waiting, frozenset())
+        self._answered(batch, waiting, refused)
 
     def _answered(
         self,
-        batch: dict[str, DeviceState],
+        batch: dict[str, Stamped],
         waiting: Sequence[tuple[str, Durable]],
         outcome: frozenset[str] | Exception,
     ) -> None:
         self._in_flight = None
         if isinstance(outcome, Exception):
             logger.error("could not save %d device states: %s", len(batch), outcome)
-            self._pending = {**batch, **self._pending}  # newer saves of the same devices win
+            # Tried again only under the lease they were made with: a device claimed anew since
+            # starts from the store's state, and its old saves are dropped.
+            kept = {
+                device_id: stamped
+                for device_id, stamped in batch.items()
+                if stamped[1] == self._current(device_id)
+            }
+            if len(kept) < len(batch):
+                self.stale.drop(STALE_SAVE, len(batch) - len(kept))
+                logger.info("%d saves of older leases dropped, not sent again", len(batch) - len(kept))
+            self._pending = {**kept, **self._pending}  # newer saves of the same devices win
             for _, then in waiting:
                 then(False)
             self._retry_later()
@@ -185,12 +236,17 @@ class GroupCommit:
         self.commits += 1
         for device_id in outcome:
             self.fenced += 1
-            logger.warning("device %s: not saved, another server owns it now", device_id)
+            logger.warning(
+                "device %s: not saved, its lease %d is over (another server owns it now)",
+                device_id,
+                batch[device_id][1] if device_id in batch else -1,
+            )
         for device_id, then in waiting:
             then(device_id not in outcome)
         if self._on_fenced is not None:
             for device_id in outcome:
-                self._on_fenced(device_id)
+                if device_id in batch:
+                    self._on_fenced(Lease(device_id, batch[device_id][1]))
         if self._pending:
             self._schedule_commit()
 

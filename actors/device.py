@@ -12,6 +12,7 @@ import pykka
 
 from actors import state as transitions
 from actors.commit import GroupCommit
+from actors.lease import Lease
 from actors.leds import LedFrame, render, server_leaving
 from actors.logs import DeviceLogger, for_device
 from actors.messages import (
@@ -77,9 +78,12 @@ class DeviceActor(PooledActor):
         store: GroupCommit | None = None,
         admission: StreamAdmission | None = None,
         news: FleetListener | None = None,
+        lease: Lease | None = None,
     ) -> None:
         super().__init__(runtime)
         self.device_id = device_id
+        self._lease = lease
+        """The session's lease: every save it makes carries it, whatever the store holds later."""
         self.state = state
         self._link = link
         self._supervisor = supervisor
@@ -245,7 +249,7 @@ class DeviceActor(PooledActor):
                 # The caller adds its ack to this list only once _apply has returned, so if
                 # anything below fails the commit acks nothing and the caller nacks once.
                 durable = []
-                self._store.save(self.device_id, transition.state, _run_all(durable))
+                self._store.save(self.device_id, transition.state, _run_all(durable), self._lease)
             self.state = transition.state
             tell_if_alive(self._supervisor, StateChanged(self.device_id, self.actor_urn, self.state))
             if self.state.playing is None:

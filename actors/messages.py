@@ -10,6 +10,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from actors.lease import Lease
 from actors.ports import CloseCause, DeviceLink
 from actors.state import ButtonInput, Command, DeviceState
 from media.transport import PlaybackEnd
@@ -93,9 +94,14 @@ class OpenStream:
 
 @dataclass(frozen=True, slots=True)
 class Evict:
-    """Another server owns the device now: end its streams here without saving its state."""
+    """The lease is over (another server owns the device now): end the session that holds it
+    without saving its state. A session of a newer lease is left alone."""
 
-    device_id: str
+    lease: Lease
+
+    @property
+    def device_id(self) -> str:
+        return self.lease.device_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -92,8 +92,24 @@ class DeferredSaves(Protocol):
     """A store that takes a batch and answers later, on the loop's thread (a network store)."""
 
     def submit(
-        self, states: Sequence[tuple[str, DeviceState]], done: Callable[[SaveOutcome], None]
-    ) -> None: ...
+        self,
+        states: Sequence[tuple[str, DeviceState]],
+        done: Callable[[SaveOutcome], None],
+        epochs: Mapping[str, int] | None = None,
+    ) -> None:
+        """``epochs``: the lease each save was made under (by default the one held now)."""
+        ...
+
+
+@runtime_checkable
+class LeasedSaves(Protocol):
+    """A store that writes a save only while the save's lease is still the device's."""
+
+    def save_leased(
+        self, states: Sequence[tuple[str, DeviceState]], epochs: Mapping[str, int]
+    ) -> frozenset[str]:
+        """One transaction; returns the devices whose saves were refused (their lease is over)."""
+        ...
 
 
 class StoreUnavailable(RuntimeError):

@@ -26,6 +26,7 @@ import pykka
 
 from actors.commit import GroupCommit
 from actors.device import DeviceActor
+from actors.lease import STALE_EVICTION, Lease
 from actors.logs import for_device
 from actors.messages import (
     ButtonPressed,
@@ -87,6 +88,8 @@ class _Device:
     actor: pykka.ActorRef[Any]
     session: _Session
     state: DeviceState
+    lease: Lease
+    """What the session's saves carry, and what an eviction must name to end it."""
     # Lists, not deques: a deque's first block is ~0.7 KB, and there is one record per device.
     failures: list[float] = field(default_factory=list)
 
@@ -97,6 +100,7 @@ class _Retiring:
 
     actor_urn: str
     state: DeviceState
+    lease: Lease
     waiting: list[OpenStream | RouteCommand | RemoveDevice] = field(default_factory=list)
     moved: bool = False
     """Another server owns the device: its final state here is stale and is not saved."""
@@ -174,13 +178,8 @@ class SupervisorActor(PooledActor):
                         connected=len(self._devices), restarts=self._restarts, retiring=len(self._retiring)
                     )
                 )
-            case Evict(device_id=device_id) if device_id in self._devices:
-                for_device(logger, device_id).info(
-                    "another server took the device over; ending its streams here"
-                )
-                self._retire(device_id, moved=True)
             case Evict():
-                pass
+                self._evict(message.lease)
             case Drain():
                 self._draining = True
                 for device in self._devices.values():
@@ -245,23 +244,24 @@ class SupervisorActor(PooledActor):
         message.reply(StreamGrant(device.session.link, device.session.number, stream))
 
     def _start_device(self, device_id: str, peer: str) -> _Device:
+        lease = self._store.lease(device_id)
         saved = self._store.load(device_id)
         state = (saved or DeviceState()).fitted_to(self._library.modes).at_rest()
         desired = self._store.load_desired(device_id) if saved is not None else None
         if desired is not None:
-            state = self._apply_desired(device_id, state, desired)
+            state = self._apply_desired(device_id, state, desired, lease)
         elif saved is None:
-            self._store.save(device_id, state)  # seen from now on, whatever happens next
+            self._store.save(device_id, state, lease=lease)  # seen from now on, whatever happens next
         session = _Session(self._next(), self._link_factory(device_id, peer))
-        actor = self._start_actor(device_id, state, session.link)
-        device = _Device(actor, session, state)
+        actor = self._start_actor(device_id, state, session.link, lease)
+        device = _Device(actor, session, state, lease)
         self._devices[device_id] = device
         self._observer.device_connected()
         self._news.device_online(device_id, peer, state)
         for_device(logger, device_id).info("connected from %s in mode %d", peer, state.mode)
         return device
 
-    def _apply_desired(self, device_id: str, state: DeviceState, desired: int) -> DeviceState:
+    def _apply_desired(self, device_id: str, state: DeviceState, desired: int, lease: Lease) -> DeviceState:
         """The mode an operator set while the device was away; forgotten once the state with it
         is saved, so a crash in between applies it again rather than losing it."""
         store, news = self._store, self._news
@@ -273,7 +273,7 @@ class SupervisorActor(PooledActor):
         if desired < self._library.modes:
             state = replace(state, mode=desired)
             for_device(logger, device_id).info("mode %d, set while it was offline, applied", desired)
-        self._store.save(device_id, state, applied)
+        self._store.save(device_id, state, applied, lease)
         news.desired_mode(device_id, None)
         return state
 
@@ -298,7 +298,9 @@ class SupervisorActor(PooledActor):
         elif message.kind not in device.session.streams.values():
             tell_if_alive(device.actor, message)
 
-    def _start_actor(self, device_id: str, state: DeviceState, link: DeviceLink) -> pykka.ActorRef[Any]:
+    def _start_actor(
+        self, device_id: str, state: DeviceState, link: DeviceLink, lease: Lease
+    ) -> pykka.ActorRef[Any]:
         return DeviceActor.start(
             self.runtime,
             device_id,
@@ -310,7 +312,25 @@ class SupervisorActor(PooledActor):
             self._store,
             self._admission,
             self._news,
+            lease,
         )
+
+    def _evict(self, lease: Lease) -> None:
+        """End the session of this lease (or an older one); a newer session stays, and the stale
+        eviction is counted."""
+        device_id = lease.device_id
+        device = self._devices.get(device_id)
+        retiring = self._retiring.get(device_id)
+        if device is not None and lease.covers(device.lease):
+            for_device(logger, device_id).info(
+                "lease %s over (another server owns the device); ending its streams here", lease
+            )
+            self._retire(device_id, moved=True)
+        elif retiring is not None and lease.covers(retiring.lease):
+            retiring.moved = True  # its final state is stale: not saved
+        elif device is not None or retiring is not None:
+            self._store.stale.drop(STALE_EVICTION)
+            for_device(logger, device_id).info("eviction of its older lease %s ignored", lease)
 
     def _retire(self, device_id: str, moved: bool = False) -> None:
         """Tell the actor to retire; its ``Retired`` (or the timeout) completes it. A device taken
@@ -332,9 +352,9 @@ class SupervisorActor(PooledActor):
             for_device(logger, device_id).warning("retiring without a final state (its actor is gone)")
             device.session.link.close(retire.cause, retire.reason)
             if not moved:
-                self._store.save(device_id, device.state.at_rest())
+                self._store.save(device_id, device.state.at_rest(), lease=device.lease)
             return
-        self._retiring[device_id] = _Retiring(urn, device.state.at_rest(), moved=moved)
+        self._retiring[device_id] = _Retiring(urn, device.state.at_rest(), device.lease, moved=moved)
         self.runtime.call_later(
             self._policy.retire_timeout, tell_if_alive, self.actor_ref, _RetireOverdue(device_id, urn)
         )
@@ -346,7 +366,7 @@ class SupervisorActor(PooledActor):
             return
         del self._retiring[device_id]
         if not retiring.moved:
-            self._store.save(device_id, state)
+            self._store.save(device_id, state, lease=retiring.lease)
         for waiting in retiring.waiting:
             if isinstance(waiting, OpenStream):
                 self._open_stream(waiting)
@@ -440,7 +460,7 @@ class SupervisorActor(PooledActor):
             del self._devices[message.device_id]
             self._observer.device_disconnected()
             self._news.device_offline(message.device_id, message.state.at_rest())
-            self._store.save(message.device_id, message.state.at_rest())
+            self._store.save(message.device_id, message.state.at_rest(), lease=device.lease)
             device.session.link.close(CloseCause.FAILED, "the server failed to handle this device repeatedly")
             return
         state = DeviceState(
@@ -451,7 +471,7 @@ class SupervisorActor(PooledActor):
         )
         self._restarts += 1
         self._observer.actor_restarted()
-        device.actor = self._start_actor(message.device_id, state, device.session.link)
+        device.actor = self._start_actor(message.device_id, state, device.session.link, device.lease)
         device.state = state
         for_device(logger, message.device_id).warning(
             "actor restarted from its last state after %s", message.error

@@ -7,7 +7,10 @@ Every save of a device's state names the epoch it was claimed with, and the save
 writes it only if that epoch and owner are still the device's: a replica that lost a
 device (it was claimed elsewhere while this one was paused or cut off) cannot overwrite
 what the new owner wrote. It hears of the loss from the published claim, or at the latest
-from its next refused save, and ends the device's streams (``on_lost``).
+from its next refused save, and ends the device's streams (``on_lost``, told the lease that
+ended). The device_id with the epoch is the device's lease (``actors.lease``): a save carries
+the lease it was made under, never the one held when it is sent, and a refusal of an older
+lease than the one held now ends nothing (it is counted in ``stale``).
 
 The actors call the store from the loop's thread and must not wait on the network, so the
 interface stays synchronous: reads come from a mirror of every device's record in this
@@ -35,13 +38,14 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from actors.lease import STALE_ANSWER, STALE_SAVE, Lease, StaleLeases
 from actors.state import DeviceState
 from actors.store import DeviceRecord, SaveOutcome, StoreFull, StoreUnavailable
 from cluster import validation
@@ -194,8 +198,10 @@ class SharedStore:
         self._max_records = max_records
         """Device records Redis may keep (0: no cap): a claim of a new device beyond them is refused."""
         self._on_outage = on_outage
-        self.on_lost: Callable[[str], None] = lambda device_id: None
-        """Told the device_id when another replica took a device this one owned."""
+        self.on_lost: Callable[[Lease], None] = lambda lease: None
+        """Told the lease that ended when another replica took a device this one owned."""
+        self.stale = StaleLeases()
+        """Saves and answers of older leases dropped here (the group commit counts here too)."""
         self.on_change: Callable[[DeviceRecord], None] = lambda record: None
         """Told of the records changed through the store: by another replica, or by an operator's
         write here (the operator's fleet view follows it)."""
@@ -302,6 +308,10 @@ class SharedStore:
     def owns(self, device_id: str) -> bool:
         return device_id in self._owned
 
+    def lease(self, device_id: str) -> Lease | None:
+        epoch = self._owned.get(device_id)
+        return None if epoch is None else Lease(device_id, epoch)
+
     async def claim(self, device_id: str) -> None:
         """Make this replica the device's owner (newest wins), unless it already is; the mirror then
         holds the device's stored record. StoreUnavailable while Redis cannot be reached."""
@@ -340,7 +350,7 @@ class SharedStore:
             self.on_claimed(device_id)
             future.set_result(epoch)
             if self._claimed_meanwhile.get(device_id, 0) > epoch:
-                asyncio.get_running_loop().call_soon(self._lost, device_id)  # a newer claim won
+                asyncio.get_running_loop().call_soon(self._lost, Lease(device_id, epoch))  # a newer claim won
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: the claimants that shared it re-raise their own
@@ -366,14 +376,22 @@ class SharedStore:
 
     def save(self, device_id: str, state: DeviceState) -> None:
         """Outside the group commit (tools, tests): saved in order with the operator's writes."""
-        self._writes.put_nowait(lambda: self._save_batch([(device_id, state)]))
+        stamped = self._stamps([(device_id, state)])
+        self._writes.put_nowait(lambda: self._save_batch([(device_id, state)], stamped))
 
     def save_many(self, states: Sequence[tuple[str, DeviceState]]) -> None:
         batch = list(states)
-        self._writes.put_nowait(lambda: self._save_batch(batch))
+        stamped = self._stamps(batch)
+        self._writes.put_nowait(lambda: self._save_batch(batch, stamped))
 
-    def submit(self, states: Sequence[tuple[str, DeviceState]], done: Callable[[SaveOutcome], None]) -> None:
-        task = asyncio.get_running_loop().create_task(self._save_batch(states))
+    def submit(
+        self,
+        states: Sequence[tuple[str, DeviceState]],
+        done: Callable[[SaveOutcome], None],
+        epochs: Mapping[str, int] | None = None,
+    ) -> None:
+        stamped = dict(epochs) if epochs is not None else self._stamps(states)
+        task = asyncio.get_running_loop().create_task(self._save_batch(states, stamped))
         task.add_done_callback(lambda finished: done(_outcome(finished)))
 
     def save_tags(self, device_id: str, tags: Sequence[str]) -> None:
@@ -442,17 +460,32 @@ class SharedStore:
 
     # Inside.
 
-    async def _save_batch(self, states: Sequence[tuple[str, DeviceState]]) -> frozenset[str]:
-        """One script for the batch; the states of devices this replica does not own are refused
-        without asking."""
-        fenced = {device_id for device_id, _ in states if device_id not in self._owned}
-        owned = [(device_id, state) for device_id, state in states if device_id in self._owned]
+    def _stamps(self, states: Sequence[tuple[str, DeviceState]]) -> dict[str, int]:
+        """The leases held now, for saves made now (outside the group commit)."""
+        return {device_id: self._owned[device_id] for device_id, _ in states if device_id in self._owned}
+
+    async def _save_batch(
+        self, states: Sequence[tuple[str, DeviceState]], epochs: Mapping[str, int] | None = None
+    ) -> frozenset[str]:
+        """One script for the batch, each save under the lease it was made with; the saves of a
+        lease this replica no longer holds are refused without asking (never sent under a newer
+        one)."""
+        stamped = self._stamps(states) if epochs is None else epochs
+        owned = [
+            (device_id, state)
+            for device_id, state in states
+            if device_id in stamped and self._owned.get(device_id) == stamped[device_id]
+        ]
+        fenced = {device_id for device_id, _ in states} - {device_id for device_id, _ in owned}
+        stale = sum(1 for device_id in fenced if device_id in stamped)
+        if stale:
+            self.stale.drop(STALE_SAVE, stale)
         if not owned:
             return frozenset(fenced)
         keys = [device_key(device_id) for device_id, _ in owned]
         args: list[Any] = [self.replica, repr(self._clock())]
         for device_id, state in owned:
-            args += [device_id, self._owned[device_id], state.mode, state.next_playback_id]
+            args += [device_id, stamped[device_id], state.mode, state.next_playback_id]
         try:
             self.round_trips["save"] += 1
             refused = await self._save(keys=keys, args=args)
@@ -464,7 +497,7 @@ class SharedStore:
         now = self._clock()
         for device_id, state in owned:
             if device_id in refused_ids:
-                self._lost(device_id)
+                self._lost(Lease(device_id, stamped[device_id]))
             else:
                 kept = DeviceState(mode=state.mode, next_playback_id=state.next_playback_id)
                 self._mirror_state(device_id, kept, now, announce=False)
@@ -550,7 +583,7 @@ class SharedStore:
             if device_id in self._claiming:
                 self._claimed_meanwhile[device_id] = max(epoch, self._claimed_meanwhile.get(device_id, 0))
             if mine is not None and mine < epoch:
-                self._lost(device_id)
+                self._lost(Lease(device_id, mine))
             elif device_id not in self._mirror:  # a device first seen elsewhere: known here from now on
                 self._mirror_state(device_id, DeviceState(), self._clock())
         elif kind == "field":
@@ -606,7 +639,7 @@ class SharedStore:
                 if self._owned.get(device_id) != epoch:
                     continue  # claimed anew while this check was out: that claim read the truth
                 if stored_epoch != str(epoch).encode() or owner != self.replica.encode():
-                    self._lost(device_id)  # a damaged record counts as another's: nothing is written over it
+                    self._lost(Lease(device_id, epoch))  # a damaged record counts as another's
 
     def _announce(self, kind: str, body: dict[str, Any]) -> None:
         """Tell the other replicas (sealed), in the background: if it is lost (Redis went away),
@@ -649,10 +682,20 @@ class SharedStore:
                 self.rejections.reject("device-id", MALFORMED, str(error))
         return ids
 
-    def _lost(self, device_id: str) -> None:
-        if self._owned.pop(device_id, None) is not None:
-            logger.info("device %s: taken over by another server", device_id)
-            self.on_lost(device_id)
+    def _lost(self, lease: Lease) -> None:
+        """The lease is over; a newer one this replica holds since (a claim anew) stays."""
+        held = self._owned.get(lease.device_id)
+        if held is None:
+            return
+        if held != lease.epoch:
+            self.stale.drop(STALE_ANSWER)
+            logger.info(
+                "device %s: the end of its older lease %s ignored (holds %d)", lease.device_id, lease, held
+            )
+            return
+        del self._owned[lease.device_id]
+        logger.info("device %s: lease %s over, another server owns it now", lease.device_id, lease)
+        self.on_lost(lease)
 
     def _mirror_state(self, device_id: str, state: DeviceState, seen: float, announce: bool = True) -> None:
         """``announce``: tell ``on_change`` (not for this replica's own saves: its view has them)."""

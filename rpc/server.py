@@ -23,6 +23,7 @@ from prometheus_client import start_http_server
 
 from actors.commit import GroupCommit
 from actors.config import ServerConfig
+from actors.lease import Lease
 from actors.messages import Drain, Evict
 from actors.records import DAY, RecordLimits
 from actors.runtime import ActorRuntime
@@ -44,6 +45,7 @@ from cluster.shared_audit import SharedAuditLog
 from cluster.shared_store import SharedStore
 from cluster.sound_share import SoundShare
 from cluster.store_access import StoreAccess
+from cluster.worker_leases import LeasedSqliteStore, worker_owner
 from media.admission import AdmissionPolicy, StreamAdmission
 from media.catalog import SoundCatalog
 from media.library import SoundLibrary, build_library
@@ -110,6 +112,10 @@ class ControlPlane:
                 lambda: {} if self.shared is None else dict(self.shared.round_trips),
             )
             self.metrics.watch_store_rejections(self.shared.rejections.counts)
+        self.worker_leases: LeasedSqliteStore | None = None
+        """Among ``--workers``: device leases in the shared SQLite file."""
+        if store is None and config.shares_port:
+            store = self.worker_leases = LeasedSqliteStore(config.state_db, worker_owner(config.worker_index))
         self.store: StateStore = store if store is not None else open_store(config.state_db)
         self.sounds = SoundCatalog(self.library, sound_shelf(config.state_db))
         self.admin_tokens = Tokens.from_files(config.admin_token_file, config.admin_readonly_token_file)
@@ -188,16 +194,27 @@ class ControlPlane:
             await self.shared.open()
         supervisor_ref: list[pykka.ActorRef[Any]] = []
 
-        def evict(device_id: str) -> None:
-            """Another replica owns the device now (its claim was published, or a save was fenced)."""
+        def evict(lease: Lease) -> None:
+            """The lease is over: another replica or worker owns the device now (its claim was
+            published or seen, or a save was fenced)."""
             for ref in supervisor_ref:
-                ref.tell(Evict(device_id))
+                ref.tell(Evict(lease))
 
         if self.shared is not None:
             self.shared.on_lost = evict
-        commits = GroupCommit(self.store, runtime.call_soon, runtime.call_later, on_fenced=evict)
+        if self.worker_leases is not None:
+            self.worker_leases.on_lost = evict
+        commits = GroupCommit(
+            self.store,
+            runtime.call_soon,
+            runtime.call_later,
+            on_fenced=evict,
+            stale=self.shared.stale if self.shared is not None else None,
+        )
         if self.shared is not None:
             self.shared.on_claimed = commits.forget
+        if self.worker_leases is not None:
+            self.worker_leases.on_claimed = commits.forget
         self.metrics.watch_commits(commits)
         events = EventHub(
             time.time,
@@ -288,7 +305,7 @@ class ControlPlane:
                     supervisor,
                     loop,
                     connect_queue_limit=self.config.connect_queue_ms / 1000,
-                    claims=self.shared,
+                    claims=self.shared if self.shared is not None else self.worker_leases,
                 ),
                 self.metrics,
                 self.config.event_rate,

@@ -21,7 +21,7 @@ from actors.messages import (
 )
 from actors.runtime import ActorRuntime
 from actors.state import Button, ButtonInput, Gesture
-from actors.store import MemoryStateStore
+from actors.store import MemoryStateStore, StateStore
 from actors.supervisor import SupervisorActor, SupervisorPolicy
 from media.admission import StreamAdmission
 from media.library import SoundLibrary
@@ -38,9 +38,10 @@ class ActorFleet:
         library: SoundLibrary,
         policy: SupervisorPolicy | None = None,
         admission: StreamAdmission | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.runtime = ActorRuntime.on_own_thread("test-actors")
-        self.store = MemoryStateStore()
+        self.store: StateStore = store if store is not None else MemoryStateStore()
         self.commits = GroupCommit(self.store, self.runtime.call_soon)
         self.links: list[FakeLink] = []
         self.admission = admission or StreamAdmission()

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from actors.lease import UNLEASED, Lease
 from actors.leds import (
     STATUS_BUSY,
     STATUS_ERROR,
@@ -371,7 +372,7 @@ def test_a_device_taken_over_elsewhere_ends_its_streams_aborted_and_saves_nothin
     fleet.commits.commit()
     assert fleet.store.load("kitchen") == DeviceState(mode=1)
     fleet.store.save("kitchen", DeviceState(mode=3))  # what the new owner saved
-    fleet.supervisor.tell(Evict("kitchen"))
+    fleet.supervisor.tell(Evict(Lease("kitchen", UNLEASED)))
     link.closed.wait_for(lambda closed: bool(closed))
     assert link.closed.items[0][0] is CloseCause.MOVED
     assert "served by another server" in link.closed.items[0][1]

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from actors.commit import GroupCommit
+from actors.lease import Lease
 from actors.state import DeviceState
 from actors.store import SaveOutcome, StoreUnavailable
 from cluster.shared_store import CHANGES, SharedStore, device_key
@@ -62,11 +63,11 @@ def test_a_device_claimed_elsewhere_is_reported_lost_by_its_old_owner_within_a_s
 ) -> None:
     @with_replicas(redis, "a", "b")
     async def _(a: SharedStore, b: SharedStore) -> None:
-        lost: list[str] = []
+        lost: list[Lease] = []
         a.on_lost = lost.append
         await a.claim("kitchen")
         await b.claim("kitchen")
-        await eventually(lambda: lost == ["kitchen"], timeout=1.0)
+        await eventually(lambda: lost == [Lease("kitchen", 1)], timeout=1.0)
         assert not a.owns("kitchen")
         assert b.owns("kitchen")
 
@@ -76,7 +77,7 @@ def test_a_replica_that_missed_the_takeover_cannot_overwrite_the_new_owners_stat
 ) -> None:
     @with_replicas(redis, "a")
     async def _(a: SharedStore) -> None:
-        lost: list[str] = []
+        lost: list[Lease] = []
         a.on_lost = lost.append
         await a.claim("kitchen")
         assert await submitted(a, ("kitchen", DeviceState(mode=1))) == frozenset()
@@ -88,7 +89,7 @@ def test_a_replica_that_missed_the_takeover_cannot_overwrite_the_new_owners_stat
             assert await raw.hget(device_key("kitchen"), "mode") == b"4"
         finally:
             await raw.aclose()
-        assert lost == ["kitchen"], "the refused save tells the replica it lost the device"
+        assert lost == [Lease("kitchen", 1)], "the refused save tells the replica it lost the device"
         assert not a.owns("kitchen")
 
 
@@ -173,7 +174,7 @@ def test_saves_made_during_an_outage_are_not_acked_and_reach_the_store_once_it_i
 def test_a_malformed_message_on_the_change_feed_is_skipped_and_the_feed_goes_on(redis: RedisServer) -> None:
     @with_replicas(redis, "a", "b")
     async def _(a: SharedStore, b: SharedStore) -> None:
-        lost: list[str] = []
+        lost: list[Lease] = []
         a.on_lost = lost.append
         await a.claim("kitchen")
         raw = aioredis.Redis.from_url(redis.url)
@@ -183,4 +184,4 @@ def test_a_malformed_message_on_the_change_feed_is_skipped_and_the_feed_goes_on(
         finally:
             await raw.aclose()
         await b.claim("kitchen")
-        await eventually(lambda: lost == ["kitchen"], timeout=1.0)
+        await eventually(lambda: lost == [Lease("kitchen", 1)], timeout=1.0)
