@@ -12,6 +12,7 @@ import httpx
 
 from actors.config import ServerConfig
 from actors.leds import STATUS_IDLE, mode_leds
+from bench import frozen_device
 from cluster.workers import RestartPolicy, may_restart, shifted_port, worker_command
 from simulator import Button, SimulatedDevice
 from tests.live import run, shows
@@ -129,5 +130,28 @@ def test_two_workers_serve_share_state_and_a_dead_worker_is_restarted(tmp_path: 
         running = children(server.process.pid)
         assert server.stop(signal.SIGTERM, timeout=30) == 0
         assert not any(Path(f"/proc/{pid}").exists() for pid in running)
+    finally:
+        server.kill()
+
+
+def test_a_frozen_device_that_reconnected_to_another_worker_keeps_its_acked_presses(tmp_path: Path) -> None:
+    """The stale worker's late final save (its connection froze, then died) is refused by the
+    device's lease in the shared SQLite file: the presses acked on the other worker stay."""
+    port, admin = free_port(), free_ports_in_a_row(2)
+    admin_ports = [admin, admin + 1]
+    server = ServerProcess(
+        tmp_path / "server.log",
+        *("--workers", "2", "--port", str(port), "--admin-port", str(admin)),
+        *("--state-db", str(tmp_path / "state.db"), "--modes", str(frozen_device.MODES)),
+    )
+    try:
+        wait_serving(admin_ports)
+
+        async def scenario() -> None:
+            report = await frozen_device.trials(f"127.0.0.1:{port}", admin_ports, count=3)
+            assert report["trials"] == 3
+            assert report["lost"] == 0, report["lost_trials"]
+
+        run(scenario, timeout=120)
     finally:
         server.kill()
