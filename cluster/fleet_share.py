@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from admin.fleetview import FleetView
 from cluster import validation
-from cluster.redis_io import follow
+from cluster.redis_io import Coalescing, follow
 from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
 from cluster.replica_auth import MessageSeal, Refused, sender_of
 from cluster.shared_store import PREFIX, REPLICAS, replica_key
@@ -42,6 +42,10 @@ MAX_SNAPSHOTS_BYTES = 32 * 1024 * 1024
 """A flush after a mass reconnect can hold thousands of snapshots of a few hundred bytes each."""
 MAX_SNAPSHOT_BYTES = 16 * 1024
 LIVENESS_INTERVAL = 1.0
+MAX_WAITING_SNAPSHOTS = 100_000
+"""Devices whose latest snapshot may wait to be published (one each, however long Redis is away);
+beyond, a new device's snapshot is dropped and counted: the feed's repair after the outage
+publishes every local device's snapshot again."""
 
 
 def live_key(replica: str) -> str:
@@ -66,7 +70,10 @@ class FleetShare:
         self._replica = replica
         self._fleet = fleet
         self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+        self.outbox: Coalescing[str, dict[str, Any]] = Coalescing(MAX_WAITING_SNAPSHOTS)
+        """The snapshots not published yet: each device's latest only."""
+        self.unpublished = 0
+        """Snapshots Redis did not take (an outage): the next feed repair publishes them again."""
         self._closed = False
 
     async def start(self) -> None:
@@ -82,7 +89,7 @@ class FleetShare:
         self._fleet.flush()  # the devices' last news (offline, leaving) goes out first
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
-                await self._outbox.join()
+                await self.outbox.join()
         self._closed = True
         self._fleet.on_local_flush = None
         for task in self._tasks:
@@ -93,18 +100,20 @@ class FleetShare:
             await self._client.delete(live_key(self._replica))
 
     def _publish(self, snapshots: list[dict[str, Any]]) -> None:
-        """Queued: flushes reach Redis in the order they were made (an older "connected" must not
-        land after a newer "offline")."""
+        """Coalesced per device: while Redis is slow or away a device's newer snapshot replaces
+        the waiting one, so an older "connected" never lands after a newer "offline", and what
+        waits is one snapshot per device however long the outage lasts."""
         if not self._closed:
-            self._outbox.put_nowait(snapshots)
+            for snapshot in snapshots:
+                self.outbox.put(snapshot["device_id"], snapshot)
 
     async def _send_in_order(self) -> None:
         while True:
-            snapshots = await self._outbox.get()
+            snapshots = await self.outbox.get_all()
             try:
                 await self._send(snapshots)
             finally:
-                self._outbox.task_done()
+                self.outbox.task_done()
 
     async def _send(self, snapshots: list[dict[str, Any]]) -> None:
         """Each snapshot encoded once: sealed for the hash and, joined, for the message."""
@@ -129,6 +138,7 @@ class FleetShare:
                 pipe.publish(FLEET, self._seal.seal_json("snapshots", f"[{','.join(encoded)}]"))
                 await pipe.execute()
         except (RedisError, OSError) as error:
+            self.unpublished += len(snapshots)
             logger.debug("fleet snapshots not shared (the feed repairs it): %s", error)
 
     async def _follow(self) -> None:

@@ -12,8 +12,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -29,6 +30,89 @@ CONFIRM_TIMEOUT = 5.0
 """Seconds Redis may take to confirm a subscription."""
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Waiting(Protocol[T_co]):
+    """What ``write_in_order`` takes its items from: an ``asyncio.Queue`` or a ``Coalescing``."""
+
+    async def get(self) -> T_co: ...
+
+    def task_done(self) -> None: ...
+
+
+class Coalescing(Generic[K, T]):
+    """Writes waiting for Redis, at most one per key, at most ``limit`` keys: what an outage
+    costs in memory is bounded by what there is to say, not by how long Redis is away.
+
+    A newer item for a key replaces the waiting one and goes to the back, behind what it may
+    depend on (an assignment behind the upload of its sound); items leave in that order. A new
+    key beyond ``limit`` is dropped and counted (``dropped``).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[K, T] = OrderedDict()
+        self._limit = limit
+        self._taken = 0
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.dropped = 0
+        """Items refused because ``limit`` keys were waiting."""
+        self.replaced = 0
+        """Items superseded by a newer one for their key before they were written."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
+
+    def waiting(self, key: K) -> T | None:
+        return self._items.get(key)
+
+    def put(self, key: K, item: T) -> bool:
+        """False if it was dropped (``limit`` other keys waiting)."""
+        if key in self._items:
+            del self._items[key]
+            self.replaced += 1
+        elif len(self._items) >= self._limit:
+            self.dropped += 1
+            return False
+        self._items[key] = item
+        self._idle.clear()
+        self._arrived.set()
+        return True
+
+    async def get(self) -> T:
+        while not self._items:
+            self._arrived.clear()
+            await self._arrived.wait()
+        self._taken += 1
+        return self._items.popitem(last=False)[1]
+
+    def take_all(self) -> list[T]:
+        """Every waiting item at once (one ``task_done`` for them all)."""
+        items = list(self._items.values())
+        self._items.clear()
+        self._taken += 1
+        return items
+
+    async def get_all(self) -> list[T]:
+        while not self._items:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self.take_all()
+
+    def task_done(self) -> None:
+        self._taken -= 1
+        if self._taken <= 0 and not self._items:
+            self._idle.set()
+
+    async def join(self) -> None:
+        """Until nothing waits and nothing taken is still being written."""
+        await self._idle.wait()
 
 
 def text(value: bytes | str) -> str:
@@ -119,7 +203,7 @@ async def _confirmed(pubsub: aioredis.client.PubSub, channels: int) -> list[dict
 
 
 async def write_in_order(
-    queue: asyncio.Queue[T],
+    queue: Waiting[T],
     write: Callable[[T], Awaitable[None]],
     *,
     failed: Callable[[T, BaseException], None],

@@ -3,7 +3,8 @@
 Entries are numbered by one Redis counter (newest first is highest first, across replicas)
 and kept in a sorted set by number, trimmed to the newest ``capacity``. Recording never
 waits on Redis: the API has answered the action already, so the entry is queued and written
-in order, retried while Redis is unreachable (an entry waits in memory meanwhile). An entry
+in order, retried while Redis is unreachable (an entry waits in memory meanwhile, at most
+MAX_WAITING_ENTRIES of them: beyond, new entries are dropped, counted and logged). An entry
 read back that is not one the API wrote (``cluster.validation``) is left out and counted.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 
@@ -18,7 +20,7 @@ import redis.asyncio as aioredis
 
 from admin.audit import AuditEntry
 from cluster import validation
-from cluster.redis_io import write_in_order
+from cluster.redis_io import Coalescing, write_in_order
 from cluster.rejections import MALFORMED, Rejections
 from cluster.shared_store import PREFIX
 
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 AUDIT = PREFIX + "audit"
 AUDIT_NEXT = PREFIX + "audit:next"
 CAPACITY = 100_000
+MAX_WAITING_ENTRIES = 10_000
+"""Entries that may wait in memory for Redis; an outage's further actions are not audited."""
 
 _RECORD = """
 local id = redis.call('INCR', KEYS[2])
@@ -42,7 +46,9 @@ class SharedAuditLog:
         self._rejections = rejections
         self._capacity = capacity
         self._script = client.register_script(_RECORD)
-        self._writes: asyncio.Queue[AuditEntry] = asyncio.Queue()
+        self.writes: Coalescing[int, AuditEntry] = Coalescing(MAX_WAITING_ENTRIES)
+        """Entries not in Redis yet (each its own: none replaces another)."""
+        self._numbers = itertools.count()
         self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -50,7 +56,11 @@ class SharedAuditLog:
 
     def record(self, entry: AuditEntry) -> int:
         """Queued: 0, since the number is Redis's to give."""
-        self._writes.put_nowait(entry)
+        if not self.writes.put(next(self._numbers), entry) and self.writes.dropped % 1000 == 1:
+            logger.error(
+                "audit entries are being dropped: %d wait for the shared store (counted in metrics)",
+                len(self.writes),
+            )
         return 0
 
     async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
@@ -70,14 +80,14 @@ class SharedAuditLog:
     async def aclose(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                await self._writes.join()
+                await self.writes.join()
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.wait([self._writer], timeout=2.0)
 
     async def _write_in_order(self) -> None:
         await write_in_order(
-            self._writes,
+            self.writes,
             self._write,
             failed=lambda _, error: logger.warning("audit entry not written yet: %s", error),
         )

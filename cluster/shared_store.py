@@ -74,6 +74,9 @@ REPLICA_TTL_MS = 3000
 OP_TIMEOUT = 2.0
 """Seconds a Redis command may take before it counts as failed."""
 REMOVE_BATCH = 500
+MAX_WAITING_FIELDS = 200_000
+"""Operator writes (a device's tags or desired mode, the latest of each) that may wait for Redis;
+beyond, a write is dropped and counted (it holds on this replica until the mirror reloads)."""
 """Devices whose records one script removes at most."""
 
 
@@ -220,6 +223,12 @@ class SharedStore:
         self._unwritten: dict[str, int] = {}
         """Operator writes queued per device: a mirror reload keeps those devices' entries."""
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
+        self._waiting_fields: dict[tuple[str, str], tuple[str, str]] = {}
+        """(device_id, field) -> the operator's latest value for it not written yet, and the value
+        it may only replace ("" for any): one per field, however long Redis is away."""
+        self.fields_replaced = 0
+        self.fields_dropped = 0
+        """Operator writes dropped: MAX_WAITING_FIELDS were waiting for Redis."""
         self._tasks: list[asyncio.Task[None]] = []
         self._announcing: set[asyncio.Task[None]] = set()
         self._down_since: float | None = None
@@ -504,20 +513,46 @@ class SharedStore:
         return frozenset(fenced | refused_ids)
 
     def _queue_field(self, device_id: str, field: str, value: str, only_if: str) -> None:
+        """Coalesced per device and field: a write not sent yet is replaced by a newer one, so an
+        outage holds one write per field however often the operator changes it."""
+        key = (device_id, field)
+        waiting = self._waiting_fields.get(key)
+        if waiting is not None:
+            if value == "" and only_if != "" and waiting[0] == only_if:
+                only_if = ""  # the value it would clear is the one never sent: clear whatever is there
+            self._waiting_fields[key] = (value, only_if)
+            self.fields_replaced += 1
+            return
+        if len(self._waiting_fields) >= MAX_WAITING_FIELDS:
+            self.fields_dropped += 1
+            logger.warning(
+                "device %s: its %s not written, too many writes wait for the store", device_id, field
+            )
+            return
+        self._waiting_fields[key] = (value, only_if)
         self._unwritten[device_id] = self._unwritten.get(device_id, 0) + 1
 
         async def write() -> None:
-            self.round_trips["operator"] += 1
-            announcement = self.seal.seal("field", {"field": field, "id": device_id, "value": value})
-            await self._set_field(
-                keys=[device_key(device_id), DEVICES, CHANGES],
-                args=[self.replica, device_id, field, value, only_if, announcement],
-            )
+            sent = None
+            while (waiting := self._waiting_fields[key]) != sent:  # replaced while sent: send the newer
+                value, only_if = sent = waiting
+                self.round_trips["operator"] += 1
+                announcement = self.seal.seal("field", {"field": field, "id": device_id, "value": value})
+                await self._set_field(
+                    keys=[device_key(device_id), DEVICES, CHANGES],
+                    args=[self.replica, device_id, field, value, only_if, announcement],
+                )
+            del self._waiting_fields[key]
             left = self._unwritten.pop(device_id, 1) - 1
             if left:
                 self._unwritten[device_id] = left
 
         self._writes.put_nowait(write)
+
+    @property
+    def waiting_fields(self) -> int:
+        """Operator writes waiting for Redis (one per device and field)."""
+        return len(self._waiting_fields)
 
     async def _write_in_order(self) -> None:
         """Operator writes, one after another, each retried until Redis takes it."""

@@ -13,7 +13,9 @@ while it was down it learns only from the next change to that sound; a file it f
 the feed has changed since is not installed.)
 
 The writes are queued and retried in order while Redis is unreachable: the replica that took
-the upload has it at once, the others once Redis takes it.
+the upload has it at once, the others once Redis takes it. What waits is each sound's and each
+mode's latest change (an upload replaced or deleted meanwhile leaves no copy waiting), for at
+most MAX_WAITING_CHANGES of them.
 
 Announcements are sealed (``cluster.replica_auth``) and carry the file's SHA-256: a replica
 installs what it reads from the hash only if it is the file announced. Names and assignments
@@ -31,7 +33,7 @@ from collections import Counter
 import redis.asyncio as aioredis
 
 from cluster import validation
-from cluster.redis_io import follow, write_in_order
+from cluster.redis_io import Coalescing, follow, write_in_order
 from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
 from cluster.replica_auth import MessageSeal, Refused, sender_of
 from cluster.shared_store import PREFIX
@@ -53,6 +55,9 @@ ASSIGNMENTS = PREFIX + "assignments"
 SOUND_CHANGES = PREFIX + "sound-changes"
 ANNOUNCEMENT = "sound-change"
 MAX_ANNOUNCEMENT_BYTES = 4096
+MAX_WAITING_CHANGES = 1000
+"""Sounds and modes whose latest change may wait for Redis (one each: a newer upload of a sound
+replaces the waiting file); beyond, a change is dropped and counted."""
 
 
 class SoundShare:
@@ -71,7 +76,8 @@ class SoundShare:
         self._replica = replica
         self._catalog = catalog
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writes: asyncio.Queue[SoundChange] = asyncio.Queue()
+        self.writes: Coalescing[tuple[str, str], SoundChange] = Coalescing(MAX_WAITING_CHANGES)
+        """The changes made here not in Redis yet: the latest per sound and per mode."""
         self._tasks: list[asyncio.Task[None]] = []
         self._fed: Counter[str] = Counter()
         """Changes the feed brought per sound name: a file fetched before one of them is stale."""
@@ -97,7 +103,7 @@ class SoundShare:
         self._catalog.on_change = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                await self._writes.join()
+                await self.writes.join()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -106,11 +112,21 @@ class SoundShare:
     def _changed_here(self, change: SoundChange) -> None:
         """From the API's handler or its upload thread: queued on the loop."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._writes.put_nowait, change)
+        self._loop.call_soon_threadsafe(self._queue, change)
+
+    def _queue(self, change: SoundChange) -> None:
+        key = ("mode", str(change.mode)) if change.kind == "assigned" else ("sound", change.name)
+        if not self.writes.put(key, change):
+            logger.warning(
+                "sound change %s %s dropped: %d changes already wait for the shared store",
+                change.kind,
+                change.name,
+                len(self.writes),
+            )
 
     async def _write_in_order(self) -> None:
         await write_in_order(
-            self._writes,
+            self.writes,
             self._write,
             failed=lambda change, error: logger.warning(
                 "sound change %s %s not shared yet: %s", change.kind, change.name, error

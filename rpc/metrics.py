@@ -41,6 +41,7 @@ class Metrics(FleetObserver):
         self._store_round_trips: Callable[[], dict[str, int]] | None = None
         self._store_rejections: Mapping[tuple[str, str], int] | None = None
         self._event_readers_dropped: Callable[[], int] | None = None
+        self._waiting_writes: Callable[[], dict[str, tuple[int, int]]] | None = None
         self._audio_load: Callable[[], AudioLoad] | None = None
 
         registry = self.registry
@@ -129,6 +130,10 @@ class Metrics(FleetObserver):
     def watch_audio_load(self, load: Callable[[], AudioLoad]) -> None:
         """Admission control's model and the transport's counts, read at each scrape."""
         self._audio_load = load
+
+    def watch_waiting_writes(self, queues: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        """What waits for the shared store and what was dropped, by queue: (waiting, dropped)."""
+        self._waiting_writes = queues
 
     def watch_event_readers(self, readers: Callable[[], int], dropped: Callable[[], int]) -> None:
         """The operator API's live-event readers: how many are connected, how many were dropped."""
@@ -225,6 +230,23 @@ class _HotCounters(Collector):
             for purpose, count in sorted(m._store_round_trips().items()):
                 trips.add_metric([purpose], count)
             yield trips
+        if m._waiting_writes is not None:
+            waiting = GaugeMetricFamily(
+                "acp_store_writes_waiting",
+                "Writes waiting for the shared store (coalesced and bounded while it is away), by queue",
+                labels=["queue"],
+            )
+            dropped = CounterMetricFamily(
+                "acp_store_writes_dropped",
+                "Writes the shared store never got: dropped from a full queue, or (fleet snapshots)"
+                " refused by an outage and published again by the feed's repair, by queue",
+                labels=["queue"],
+            )
+            for queue, (count, lost) in sorted(m._waiting_writes().items()):
+                waiting.add_metric([queue], count)
+                dropped.add_metric([queue], lost)
+            yield waiting
+            yield dropped
         if m._store_rejections is not None:
             rejected = CounterMetricFamily(
                 "acp_store_messages_rejected",

@@ -268,6 +268,18 @@ class ControlPlane:
                 rejections=rejections,
                 audit=RelayedAudit(shared_audit.record),
             )
+            fleet_share, sound_share = self._share, self._sound_share
+            self.metrics.watch_waiting_writes(
+                lambda: {
+                    "fleet-snapshots": (
+                        len(fleet_share.outbox),
+                        fleet_share.outbox.dropped + fleet_share.unpublished,
+                    ),
+                    "sound-changes": (len(sound_share.writes), sound_share.writes.dropped),
+                    "audit": (len(shared_audit.writes), shared_audit.writes.dropped),
+                    "operator-writes": (shared.waiting_fields, shared.fields_dropped),
+                }
+            )
             try:
                 await self._share.start()
                 await self._sound_share.start()
