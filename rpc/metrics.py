@@ -17,6 +17,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from actors.commit import GroupCommit
+from actors.lease import STALE_ANSWER, STALE_EVICTION, STALE_SAVE
 from actors.observer import FleetObserver
 from media.transport import PlaybackEnd
 
@@ -264,6 +265,16 @@ class _HotCounters(Collector):
                 m._commits.fenced,
             )
             yield _counter("acp_state_saves", "Device states saved", m._commits.saves)
+            stale = CounterMetricFamily(
+                "acp_stale_lease_dropped",
+                "What belonged to an older lease of a device and was dropped, by kind: a save (never"
+                " sent, or sent again, under a newer lease), an eviction (a newer session stays) or a"
+                " store's answer (a refusal that ends nothing newer)",
+                labels=["kind"],
+            )
+            for kind in (STALE_SAVE, STALE_EVICTION, STALE_ANSWER):
+                stale.add_metric([kind], m._commits.stale.dropped[kind])
+            yield stale
             yield _counter(
                 "acp_state_commits",
                 "Store transactions (saves that arrive together share one)",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from actors.commit import GroupCommit
 from actors.lease import STALE_EVICTION, STALE_SAVE, Lease
@@ -20,7 +21,9 @@ from actors.ports import CloseCause
 from actors.state import Button, DeviceState
 from cluster.worker_leases import LeasedSqliteStore
 from media.library import SoundLibrary
+from rpc.metrics import Metrics
 from tests.actor_fleet import ActorFleet
+from tests.scrape import sample
 
 
 class Scheduled:
@@ -151,3 +154,19 @@ def test_an_eviction_of_an_older_lease_leaves_the_newer_session_streaming(
     leased_fleet.supervisor.tell(Evict(Lease("kitchen", 2)))
     link.closed.wait_for(lambda closed: bool(closed))
     assert link.closed.items[0][0] is CloseCause.MOVED
+
+
+def test_what_an_older_lease_left_behind_is_counted_in_a_metric_by_kind(
+    workers: tuple[LeasedSqliteStore, LeasedSqliteStore],
+) -> None:
+    a, _ = workers
+    commits = GroupCommit(a, Scheduled())
+    asyncio.run(a.claim("kitchen"))
+    old_session = commits.lease("kitchen")
+    asyncio.run(a.claim("kitchen"))
+    commits.save("kitchen", DeviceState(mode=1), lease=old_session)
+    metrics = Metrics()
+    metrics.watch_commits(commits)
+    text = generate_latest(metrics.registry).decode()
+    assert sample(text, "acp_stale_lease_dropped_total", kind="save") == 1
+    assert sample(text, "acp_stale_lease_dropped_total", kind="eviction") == 0
