@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,9 +15,10 @@ import redis.asyncio as aioredis
 from cluster.rejections import Rejections
 from cluster.replica_auth import MessageSeal
 from cluster.shared_store import SharedStore, device_key
-from cluster.sound_share import ASSIGNMENTS, SoundShare
+from cluster.sound_share import ASSIGNMENTS, SOUNDS, SoundShare
 from media.catalog import SoundCatalog
 from media.library import SoundLibrary
+from tests.audio_files import write_tone
 from tests.live import eventually, run
 from tests.redis_server import RedisServer, redis_server
 
@@ -111,6 +114,63 @@ def test_an_assignment_made_while_a_replica_reads_the_fleets_sounds_is_seen(
             await writer.start()
             await reader.start()
             await eventually(lambda: reader_catalog.assignments().get(1) == chosen)
+        finally:
+            await reader.aclose()
+            await writer.aclose()
+            writer_catalog.close()
+            reader_catalog.close()
+            await store.aclose()
+
+    run(scenario, timeout=30)
+
+
+class FetchOutrunByTheFeed(SoundShare):
+    """A replica that, while decoding a sound it fetched at start, first lets ``meanwhile`` run
+    and waits until its feed has brought a change to that sound."""
+
+    meanwhile: Step | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.installed = asyncio.Event()
+
+    async def _install(self, name: str, data: bytes, fed: int | None = None) -> None:
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            await meanwhile()
+            await eventually(lambda: self._fed[name] > 0, timeout=5)
+        await super()._install(name, data, fed)
+        self.installed.set()
+
+
+def test_a_sound_fetched_at_start_and_deleted_before_it_is_installed_stays_deleted(
+    redis: RedisServer, library: SoundLibrary, tmp_path: Path
+) -> None:
+    bell = write_tone(tmp_path / "bell.wav", freq=660, seconds=0.5).read_bytes()
+
+    async def scenario() -> None:
+        store = SharedStore(redis.url, "store")
+        await store.open()
+        writer_catalog, reader_catalog = SoundCatalog(library, None), SoundCatalog(library, None)
+        writer = SoundShare(
+            store.client, "writer", writer_catalog, seal=MessageSeal("writer", None), rejections=Rejections()
+        )
+        reader = FetchOutrunByTheFeed(
+            store.client, "reader", reader_catalog, seal=MessageSeal("reader", None), rejections=Rejections()
+        )
+        try:
+            await writer.start()
+            writer_catalog.add("bell", await writer_catalog.decode("bell", bell), bell)
+            await until_stored(redis, lambda client: client.hexists(SOUNDS, "bell"))
+
+            async def delete_the_bell() -> None:
+                writer_catalog.remove("bell")
+
+            reader.meanwhile = delete_the_bell
+            await reader.start()
+            async with asyncio.timeout(10):
+                await reader.installed.wait()
+            assert not reader_catalog.holds("bell")
         finally:
             await reader.aclose()
             await writer.aclose()
