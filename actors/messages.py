@@ -37,7 +37,8 @@ class Refusal(enum.Enum):
     BUSY = "busy"
     """Connects are arriving faster than the server can answer them in time."""
     STORE_DOWN = "store-down"
-    """The shared store cannot be reached, so the device cannot be taken over safely."""
+    """The store cannot be reached (or failed reading or writing this device's record), so the
+    device cannot be served safely now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,8 @@ class RemovalOutcome(enum.Enum):
     """The device is connected here: its record stays."""
     KEPT = "kept"
     """The store kept the record: another server holds the device, or it had just been seen."""
+    FAILED = "failed"
+    """The store failed while removing the record; it may still be there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,15 @@ class DescribeFleet:
 @dataclass(frozen=True, slots=True)
 class Drain:
     """The server is going away: stop all playback and show the leaving pattern."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetireAll:
+    """The server is stopping: retire every device and answer once each final state is saved, or
+    once ``timeout`` seconds have passed, naming the devices whose actors did not hand theirs over."""
+
+    timeout: float
+    reply: Callable[[tuple[str, ...]], None]
 
 
 # Device inbox.

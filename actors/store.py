@@ -255,6 +255,10 @@ CHECKPOINT_INTERVAL = 1.0
 """Seconds between WAL checkpoints, which run on a thread of their own."""
 
 
+BUSY_TIMEOUT = 10.0
+"""Seconds SQLite waits for another connection's lock (another worker's commit) by default."""
+
+
 class SqliteStateStore:
     """One row per device; every save is a committed transaction: a crash (even SIGKILL) loses
     nothing that was saved and never leaves a half-written row. WAL journal with
@@ -266,12 +270,16 @@ class SqliteStateStore:
     ``CHECKPOINT_INTERVAL`` instead of inside whichever save crosses the WAL's size limit
     (that save would stall the event loop the actors run on for milliseconds)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        """``busy_timeout``: seconds a read or write waits for another connection's lock before
+        it fails with "database is locked"."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)

@@ -12,6 +12,12 @@ It never waits for a device actor: it tells ``Retire``, and the actor answers ``
 ``tell`` with its final state, which the supervisor saves. Streams the device opens again
 meanwhile wait for that answer (or for ``retire_timeout``), so the new actor starts from
 the final state.
+
+It cannot die of one bad message: every message is handled inside a guard, and one that fails
+(the store raising in a load or a write, say) is answered with the failure and logged while
+routing goes on. The fleet view it tells is guarded the same way: a listener that fails costs
+its own update, never the routing. At shutdown ``RetireAll`` retires every device and answers
+once each final state is saved (or its deadline passed), before anything is stopped.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from actors.messages import (
     RemovalOutcome,
     RemoveDevice,
     Retire,
+    RetireAll,
     Retired,
     RouteButton,
     RouteCommand,
@@ -112,6 +119,56 @@ class _RetireOverdue:
     actor_urn: str
 
 
+@dataclass(frozen=True, slots=True)
+class _ShutdownOverdue:
+    """``RetireAll``'s deadline: the devices still retiring then are saved as last known."""
+
+
+@dataclass
+class _Shutdown:
+    reply: Callable[[tuple[str, ...]], None]
+    overdue: list[str] = field(default_factory=list)
+    """Devices whose actors did not hand over their final state in time."""
+
+
+class _GuardedListener(FleetListener):
+    """The fleet view as the actors tell it: a listener that raises loses that one update (logged);
+    the caller, the supervisor or a device actor, goes on routing."""
+
+    def __init__(self, listener: FleetListener) -> None:
+        self._listener = listener
+
+    def device_online(self, device_id: str, peer: str, state: DeviceState) -> None:
+        try:
+            self._listener.device_online(device_id, peer, state)
+        except Exception:
+            logger.exception("the fleet view failed to take device %s online", device_id)
+
+    def device_changed(self, device_id: str, state: DeviceState, sound: str | None) -> None:
+        try:
+            self._listener.device_changed(device_id, state, sound)
+        except Exception:
+            logger.exception("the fleet view failed to take a change of device %s", device_id)
+
+    def device_offline(self, device_id: str, state: DeviceState) -> None:
+        try:
+            self._listener.device_offline(device_id, state)
+        except Exception:
+            logger.exception("the fleet view failed to take device %s offline", device_id)
+
+    def desired_mode(self, device_id: str, mode: int | None) -> None:
+        try:
+            self._listener.desired_mode(device_id, mode)
+        except Exception:
+            logger.exception("the fleet view failed to take the desired mode of device %s", device_id)
+
+    def devices_removed(self, device_ids: frozenset[str]) -> None:
+        try:
+            self._listener.devices_removed(device_ids)
+        except Exception:
+            logger.exception("the fleet view failed to drop %d removed devices", len(device_ids))
+
+
 class SupervisorActor(PooledActor):
     def __init__(
         self,
@@ -126,7 +183,7 @@ class SupervisorActor(PooledActor):
     ) -> None:
         super().__init__(runtime)
         self._library = library
-        self._news = news if news is not None else FleetListener()
+        self._news = _GuardedListener(news if news is not None else FleetListener())
         self._store = store
         self._link_factory = link_factory
         self._policy = policy or SupervisorPolicy()
@@ -138,8 +195,48 @@ class SupervisorActor(PooledActor):
         self._counter = 0
         self._draining = False
         self._restarts = 0
+        self._shutdown: _Shutdown | None = None
 
     def on_receive(self, message: Any) -> Any:
+        """Every message in a guard: an exception escaping here would stop the supervisor, and
+        with it the routing of every device."""
+        self._handle_guarded(message)
+        return None
+
+    def _handle_guarded(self, message: Any) -> None:
+        try:
+            self._handle(message)
+        except Exception as error:
+            self._failed(message, error)
+
+    def _failed(self, message: Any, error: Exception) -> None:
+        """Log the failure and answer its sender, who would otherwise wait for its timeout."""
+        device_id: str | None = getattr(message, "device_id", None)
+        failure = f"{type(error).__name__}: {error}"
+        log = logger if device_id is None else for_device(logger, device_id)
+        log.error("%s failed: %s; routing goes on", type(message).__name__, failure, exc_info=error)
+        try:
+            match message:
+                case OpenStream(reply=reply):
+                    reply(
+                        StreamRefused(
+                            f"the server could not serve device_id {device_id} now ({failure});"
+                            " reconnect in a moment",
+                            Refusal.STORE_DOWN,
+                        )
+                    )
+                case RouteButton(reply=reply):
+                    reply(False)
+                case RouteCommand(reply=reply):
+                    reply(CommandResult(CommandOutcome.FAILED))
+                case RemoveDevice(reply=reply):
+                    reply(RemovalOutcome.FAILED)
+                case SweepRecords(reply=reply):
+                    reply(frozenset())
+        except Exception:
+            logger.exception("could not answer the failed %s", type(message).__name__)
+
+    def _handle(self, message: Any) -> None:
         match message:
             case OpenStream():
                 self._open_stream(message)
@@ -167,7 +264,13 @@ class SupervisorActor(PooledActor):
                 retiring = self._retiring.get(device_id)
                 if retiring is not None and retiring.actor_urn == urn:
                     for_device(logger, device_id).warning("retired without a final state from its actor")
+                    if self._shutdown is not None:
+                        self._shutdown.overdue.append(device_id)
                     self._retired(device_id, urn, retiring.state)
+            case RetireAll(timeout=timeout, reply=reply):
+                self._retire_all(timeout, reply)
+            case _ShutdownOverdue():
+                self._shutdown_overdue()
             case DeviceFailed(device_id=device_id, actor_urn=urn) if device_id in self._retiring:
                 self._retired(device_id, urn, message.state.at_rest())
             case DeviceFailed():
@@ -186,7 +289,6 @@ class SupervisorActor(PooledActor):
                     tell_if_alive(device.actor, ShowLeaving())
             case _:
                 logger.warning("supervisor: ignoring unknown message %r", message)
-        return None
 
     def on_stop(self) -> None:
         for device_id in list(self._devices):
@@ -267,8 +369,18 @@ class SupervisorActor(PooledActor):
         store, news = self._store, self._news
 
         def applied(saved: bool) -> None:
-            if saved:
+            """Run by the group commit among the other saves' answers: it must not raise into them."""
+            if not saved:
+                return
+            try:
                 store.clear_desired(device_id, desired)
+            except Exception as error:
+                for_device(logger, device_id).error(
+                    "mode %d applied, but the store failed to forget it (%s); it is applied again"
+                    " on the next connect",
+                    desired,
+                    error,
+                )
 
         if desired < self._library.modes:
             state = replace(state, mode=desired)
@@ -368,12 +480,39 @@ class SupervisorActor(PooledActor):
         if not retiring.moved:
             self._store.save(device_id, state, lease=retiring.lease)
         for waiting in retiring.waiting:
-            if isinstance(waiting, OpenStream):
-                self._open_stream(waiting)
-            elif isinstance(waiting, RemoveDevice):
-                self._remove(waiting)
-            else:
-                self._route_command(waiting)
+            self._handle_guarded(waiting)  # one failing must not leave the others unanswered
+        self._shutdown_done_if_retired()
+
+    def _retire_all(self, timeout: float, reply: Callable[[tuple[str, ...]], None]) -> None:
+        """Shutdown's handshake: every device retired and its final state (``Retired``) saved, then
+        the answer; the deadline answers for actors that never hand theirs over."""
+        self._draining = True
+        self._shutdown = _Shutdown(reply)
+        for device_id in list(self._devices):
+            self._retire(device_id)
+        self.runtime.call_later(timeout, tell_if_alive, self.actor_ref, _ShutdownOverdue())
+        self._shutdown_done_if_retired()
+
+    def _shutdown_overdue(self) -> None:
+        shutdown = self._shutdown
+        if shutdown is None:
+            return
+        for device_id, retiring in list(self._retiring.items()):
+            for_device(logger, device_id).warning(
+                "its actor did not hand over its final state before the shutdown deadline; saving the"
+                " last state known (mode %d): a change not yet reported may be lost",
+                retiring.state.mode,
+            )
+            shutdown.overdue.append(device_id)
+            self._retired(device_id, retiring.actor_urn, retiring.state)
+
+    def _shutdown_done_if_retired(self) -> None:
+        """Answer ``RetireAll`` once nothing is left to retire (streams opened meanwhile are refused)."""
+        shutdown = self._shutdown
+        if shutdown is None or self._retiring or self._devices:
+            return
+        self._shutdown = None
+        shutdown.reply(tuple(shutdown.overdue))
 
     def _route_button(self, message: RouteButton) -> None:
         device = self._devices.get(message.device_id)

@@ -425,6 +425,8 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
             return Response(status_code=204)
         if outcome is None:
             raise ApiError(503, f"device {device_id!r}: the server did not answer in time; retry")
+        if outcome is RemovalOutcome.FAILED:
+            raise ApiError(503, f"device {device_id!r}: the store failed to remove its record; retry")
         raise ApiError(
             409,
             f"device {device_id!r} connected again, or another server holds it; only an offline device"

@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 from actors.commit import GroupCommit
 from actors.config import ServerConfig
 from actors.lease import Lease
-from actors.messages import Drain, Evict
+from actors.messages import Drain, Evict, RetireAll
 from actors.records import DAY, RecordLimits
 from actors.runtime import ActorRuntime
 from actors.store import StateStore, open_store
@@ -56,6 +56,7 @@ from rpc.auth import DeviceAuthenticator, load_secret
 from rpc.descriptors import open_descriptors, plan_budget, raise_descriptor_limit
 from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
+from rpc.loopcall import call_on_loop
 from rpc.metrics import AudioLoad, Metrics
 from rpc.registration import SERVICE_NAME, add_device_service
 from rpc.servicer import DeviceService
@@ -69,6 +70,10 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 DRAIN_SETTLE_SHARE = 0.5
 """Share of the grace period that devices get to receive their last LED state and end packets."""
+
+RETIRE_DEADLINE_SHARE = 0.8
+"""Point of the grace period by which every device actor has handed over its final state (the
+retire handshake); the rest stops the server, the actors and the store."""
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -411,8 +416,10 @@ class ControlPlane:
 
         Health turns NOT_SERVING and new streams are refused; every device's playback ends with
         an ``is_end`` packet and its LEDs show the leaving colour; once they have reached the
-        devices (or half the grace period has passed) the streams end with UNAVAILABLE, device
-        state is saved, and the process is ready to exit within ``grace`` seconds.
+        devices (or half the grace period has passed) every device is retired: the streams end
+        with UNAVAILABLE and each final state is saved (the retire handshake) before any actor
+        stops, and the store is flushed before it closes; the process is ready to exit within
+        ``grace`` seconds.
         """
         grace = self.config.grace if grace is None else grace
         server, supervisor, transport = self._server, self._supervisor, self._transport
@@ -436,6 +443,7 @@ class ControlPlane:
             self.fleet.server_leaving()
         supervisor.tell(Drain())
         await self._settle(loop.time() + grace * DRAIN_SETTLE_SHARE)
+        await _retire_every_device(supervisor, deadline - grace * (1 - RETIRE_DEADLINE_SHARE))
         try:
             timeout = max(deadline - loop.time(), 0.5)
             await asyncio.to_thread(lambda: supervisor.stop(block=True, timeout=timeout))
@@ -443,7 +451,7 @@ class ControlPlane:
             logger.warning("supervisor did not stop in time")
         await server.stop(max(deadline - loop.time(), 0.0))
         await transport.close()
-        await asyncio.to_thread(runtime.shutdown, 5.0)  # device actors save their last states
+        await asyncio.to_thread(runtime.shutdown, 5.0)  # the device actors have retired already
         await asyncio.sleep(0)  # the runtime lets go of this loop's thread
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -496,6 +504,31 @@ class ControlPlane:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+async def _retire_every_device(supervisor: pykka.ActorRef[Any], deadline: float) -> None:
+    """The retire handshake, before anything stops: each device actor hands over its final state
+    and the supervisor saves it; at the deadline the supervisor saves the last state it knows of
+    the others and names each in the log (its final state may be lost)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[tuple[str, ...]] = loop.create_future()
+
+    def answered(overdue: tuple[str, ...]) -> None:
+        if not answer.done():
+            answer.set_result(overdue)
+
+    timeout = max(deadline - loop.time(), 0.1)
+    try:
+        supervisor.tell(RetireAll(timeout, lambda overdue: call_on_loop(loop, answered, overdue)))
+        async with asyncio.timeout(timeout + 0.5):
+            overdue = await answer
+    except (pykka.ActorDeadError, TimeoutError):
+        logger.error("the supervisor did not retire the devices in time: states not yet saved are lost")
+        return
+    if overdue:
+        logger.warning(
+            "%s did not hand over a final state in time: %s", _devices(len(overdue)), ", ".join(overdue)
+        )
 
 
 LOAD_WATCH_INTERVAL = 0.1
