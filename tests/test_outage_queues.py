@@ -8,6 +8,7 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,8 +17,9 @@ from bench.outage import UPLOAD_NAMES, churn, close_replica, open_replica
 from cluster.redis_io import Coalescing
 from cluster.shared_store import SharedStore, device_key
 from media.library import SoundLibrary
-from tests.live import run
+from tests.live import run, serving
 from tests.redis_server import RedisServer, redis_server
+from tests.scrape import sample, scrape
 
 
 @pytest.fixture
@@ -111,3 +113,18 @@ def test_a_desired_mode_set_then_cleared_during_an_outage_is_cleared_once_redis_
             await store.aclose()
 
     run(scenario, timeout=60)
+
+
+def test_what_waits_for_redis_and_what_was_dropped_are_metrics_by_queue(
+    redis: RedisServer, library: SoundLibrary, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with serving(
+            library, store=redis.url, replica_id="one", state_db=str(tmp_path / "state.sqlite3")
+        ) as plane:
+            metrics = scrape(plane.metrics_port or 0)
+            for queue in ("fleet-snapshots", "sound-changes", "audit", "operator-writes"):
+                assert sample(metrics, "acp_store_writes_waiting", queue=queue) == 0
+                assert sample(metrics, "acp_store_writes_dropped_total", queue=queue) == 0
+
+    run(scenario)
