@@ -16,13 +16,14 @@ kernel reset the connection, and a client busy writing its body would lose the a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+
+from admin.listener import Slot
 
 LINGER_SECONDS = 2.0
 """How long the rest of an answered request's body is read and dropped before the connection is closed."""
@@ -36,12 +37,12 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         app_state: dict[str, Any],
         *,
         read_timeout: float,
-        on_closed: Callable[[], None],
+        slot: Slot,
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._read_timeout = read_timeout
-        self._on_closed: Callable[[], None] | None = on_closed
+        self._slot = slot
         self._deadline: asyncio.TimerHandle | None = None
         self._socket: asyncio.Transport | None = None
         self._lingering = False
@@ -51,6 +52,8 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._socket = transport
         self.transport = _ClosesLingering(transport, self)
         self.flow = FlowControl(self.transport)
+        self._slot.close = self._drop
+        self._slot.waiting_since = self.loop.time()
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -63,14 +66,13 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        on_closed, self._on_closed = self._on_closed, None
-        if on_closed is not None:
-            on_closed()
+        self._slot.release()
         super().connection_lost(exc)
 
     # The parser's callbacks: headers complete, then the body arrives in pieces.
 
     def on_headers_complete(self) -> None:
+        self._slot.waiting_since = None
         self._arm()  # from here on, the body may not pause for longer than the timeout
         super().on_headers_complete()
 
@@ -86,6 +88,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         pipelined = bool(self.pipeline)
         super().on_response_complete()
         if not pipelined:  # the next request's headers are due within the timeout
+            self._slot.waiting_since = self.loop.time()
             self._arm()
 
     def _arm(self) -> None:
@@ -107,6 +110,11 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
             self._arm()
             return
         self._socket.close()
+
+    def _drop(self) -> None:
+        """Closed to make room (the listener is at its cap), while it waits for a request."""
+        if self._socket is not None and not self._socket.is_closing():
+            self._socket.close()
 
     def _body_unread(self) -> bool:
         cycle = self.cycle

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from admin.listener import ConnectionLimits, GatedListener
+from admin.listener import ConnectionLimits, GatedListener, Slot
 from admin.protocol import DeadlineHttpProtocol
 
 logger = logging.getLogger(__name__)
@@ -69,13 +68,13 @@ class AdminServer:
         await server.startup(sockets=[])  # no listener of uvicorn's own: connections come from ours
         loop = asyncio.get_running_loop()
 
-        def make_protocol(on_closed: Callable[[], None]) -> asyncio.Protocol:
+        def make_protocol(slot: Slot) -> asyncio.Protocol:
             return DeadlineHttpProtocol(
                 config,
                 server.server_state,
                 server.lifespan.state,
                 read_timeout=limits.read_timeout,
-                on_closed=on_closed,
+                slot=slot,
                 _loop=loop,
             )
 

@@ -178,16 +178,36 @@ def test_a_client_address_beyond_its_share_of_connections_is_closed_at_once(libr
 def test_beyond_the_connection_cap_a_new_connection_waits_until_one_closes(library: SoundLibrary) -> None:
     async def scenario() -> None:
         async with operated(library, admin_max_connections=3) as op:
-            held = [await asyncio.open_connection("127.0.0.1", op.plane.admin_port) for _ in range(3)]
-            await asyncio.sleep(0.1)  # all three accepted
+            streams = []  # busy connections: each reads the live events, so none yields its place
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", op.plane.admin_port)
+                writer.write(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                assert (await reply_status(reader)).startswith(b"HTTP/1.1 200")
+                streams.append(writer)
             async with connection(op) as (reader, writer):
                 writer.write(REQUEST)
                 waiting = asyncio.create_task(reply_status(reader, timeout=10))
                 await asyncio.sleep(0.5)
                 assert not waiting.done(), "served beyond the cap"
-                held[0][1].close()
+                streams[0].close()
                 assert (await waiting).startswith(b"HTTP/1.1 200")
-            for _, writer in held[1:]:
+            for writer in streams[1:]:
+                writer.close()
+
+    run(scenario)
+
+
+def test_at_the_cap_a_connection_that_sent_no_request_yields_its_place(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library, admin_max_connections=3, admin_header_timeout=30) as op:
+            idle = [await asyncio.open_connection("127.0.0.1", op.plane.admin_port) for _ in range(3)]
+            async with connection(op) as (reader, writer):
+                writer.write(REQUEST)
+                assert (await reply_status(reader, timeout=10)).startswith(b"HTTP/1.1 200"), (
+                    "served long before the 30 s header timeout"
+                )
+            for reader, writer in idle:  # the ones that had waited longer than the grace, all three
+                await closed_within(reader, 5)
                 writer.close()
 
     run(scenario)
