@@ -2,7 +2,8 @@
 writing queued changes in order, each retried until Redis takes it.
 
 Both outlive a Redis outage: a feed subscribes again (and says so, so its owner can repair
-what it missed), a write waits and is tried again. Neither stops for one bad message.
+what it missed), a write waits and is tried again. Neither stops for one bad message. What
+waits is bounded (``Coalescing``): the latest write per key, at most so many keys.
 """
 
 from __future__ import annotations
