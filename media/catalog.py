@@ -9,19 +9,26 @@ Each upload is kept twice on the shelf: the file as uploaded (`<name>.sound`) an
 (`<name>.packets`, media.stored_packets). A restart loads the packets, which takes milliseconds; an
 upload whose packets are missing, damaged or of another frame duration waits, unavailable, until
 restore_waiting() encodes it again once the server is serving.
+
+Several processes may share one shelf (``--workers``): each change takes a lock on the shelf
+(flock on its directory) and first reads what the others stored, so no worker writes the assignments
+over another's; ``follow_shelf`` takes in the others' changes (``cluster.shelf_follower`` calls it
+when ``shelf_signature`` changes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import fcntl
 import json
 import logging
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -145,6 +152,9 @@ class SoundCatalog:
         self.on_change: Callable[[SoundChange], None] | None = None
         """Told of each change made here (not of those ``announce=False`` applies from elsewhere)."""
         self._state = _Snapshot(MappingProxyType({}), tuple(library.sounds))
+        self._packets_seen: dict[str, tuple[int, int]] = {}
+        """Each upload's packets file as last loaded or stored here (its size and mtime): one another
+        process replaced is loaded again."""
         if shelf_dir is not None:
             self._uploads_dir.mkdir(parents=True, exist_ok=True)
             uploads, waiting = self._restore_uploads()
@@ -153,6 +163,8 @@ class SoundCatalog:
             self._state = _Snapshot(
                 MappingProxyType(uploads), tuple(by_mode), frozenset(waiting), MappingProxyType(awaited)
             )
+            for name in uploads:
+                self._packets_seen[name] = self._packets_stamp(name) or (0, 0)
 
     # What actors read, from any thread.
 
@@ -265,8 +277,8 @@ class SoundCatalog:
             raise ValueError(
                 f"the sound is in {sound.frame_ms} ms packets, the catalog's in {self.frame_ms} ms"
             )
-        with self._lock:
-            state = self._state
+        with self._lock, self._shelf_locked():
+            state = self._state = self._read_shelf(self._state)
             if self._shelf is not None:
                 self._store(name, sound, data)
             replaced = state.uploads.get(name)
@@ -288,8 +300,8 @@ class SoundCatalog:
         SoundConflict for a built-in or sounds-dir sound, or one a mode plays (or will, once restored)."""
         if name in self._fixed:
             raise SoundConflict(f"{name!r} is a {self._source(name).value} sound; it cannot be deleted")
-        with self._lock:
-            state = self._state
+        with self._lock, self._shelf_locked():
+            state = self._state = self._read_shelf(self._state)
             if name not in state.uploads and name not in state.waiting:
                 raise UnknownSound(f"no sound is named {name!r}")
             modes = self._modes_of(state, name)
@@ -311,8 +323,8 @@ class SoundCatalog:
         waiting to be encoded again is played once it is back."""
         if not 0 <= mode < self.modes:
             raise AssignmentError(f"mode {mode} does not exist: modes are 0..{self.modes - 1}")
-        with self._lock:
-            state = self._state
+        with self._lock, self._shelf_locked():
+            state = self._state = self._read_shelf(self._state)
             sound = self.named(name)
             awaited = {key: value for key, value in state.awaited.items() if key != mode}
             if sound is None and name in state.waiting:
@@ -368,6 +380,106 @@ class SoundCatalog:
         self._packets_path(name).unlink(missing_ok=True)
         _write_atomically(self._upload_path(name), data)
         _write_atomically(self._packets_path(name), pack(sound, len(data)))
+        self._packets_seen[name] = self._packets_stamp(name) or (0, 0)
+
+    # Other processes sharing the shelf.
+
+    def shelf_signature(self) -> tuple[tuple[str, int, int], ...]:
+        """Changes whenever a process sharing the shelf stores or deletes something there: the names,
+        sizes and times of its files (directory entries only, no file is read)."""
+        if self._shelf is None:
+            return ()
+        entries: list[tuple[str, int, int]] = []
+        for directory in (self._shelf, self._uploads_dir):
+            with os.scandir(directory) as scan:
+                for entry in scan:
+                    if entry.name.startswith(".") or not entry.is_file():
+                        continue
+                    stat = entry.stat()
+                    entries.append((f"{directory.name}/{entry.name}", stat.st_size, stat.st_mtime_ns))
+        return tuple(sorted(entries))
+
+    def follow_shelf(self) -> None:
+        """Take in what other processes stored on the shelf: uploads added, replaced or deleted, and
+        the modes' assignments. An upload whose packets are not stored yet is taken next time."""
+        if self._shelf is None:
+            return
+        with self._lock, self._shelf_locked():
+            self._state = self._read_shelf(self._state)
+
+    @contextlib.contextmanager
+    def _shelf_locked(self) -> Iterator[None]:
+        """Held across reading the shelf and writing a change to it, by every process sharing it."""
+        if self._shelf is None:
+            yield
+            return
+        directory = os.open(self._shelf, os.O_RDONLY)  # the shelf directory itself: no lock file
+        try:
+            fcntl.flock(directory, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(directory)  # releases the lock
+
+    def _packets_stamp(self, name: str) -> tuple[int, int] | None:
+        try:
+            stat = self._packets_path(name).stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    def _read_shelf(self, state: _Snapshot) -> _Snapshot:
+        """``state`` as the shelf has it now (the lock held): each upload stored, with its packets
+        loaded if another process stored them since, and the assignments as stored."""
+        if self._shelf is None:
+            return state
+        stored = {
+            path.name.removesuffix(_UPLOAD_SUFFIX): path
+            for path in self._uploads_dir.iterdir()
+            if path.name.endswith(_UPLOAD_SUFFIX) and not path.name.startswith(".")
+        }
+        uploads = {name: sound for name, sound in state.uploads.items() if name in stored}
+        for name, path in stored.items():
+            stamp = self._packets_stamp(name)
+            if stamp is None or (name in uploads and self._packets_seen.get(name) == stamp):
+                continue
+            try:
+                self.check_upload_name(name)
+                uploads[name] = self._load_packets(name, path)
+            except (SoundNameError, SoundConflict, OSError, StoredPacketsError):
+                continue  # being written by another process: taken once whole
+            self._packets_seen[name] = stamp
+        waiting = {name for name in state.waiting if name in stored and name not in uploads}
+        if (
+            uploads == dict(state.uploads)
+            and waiting == state.waiting
+            and not self._assignments_changed(state)
+        ):
+            return state
+        by_mode = list(self.library.sounds)
+        awaited = self._restore_assignments(uploads, waiting, by_mode)
+        return _Snapshot(
+            MappingProxyType(uploads), tuple(by_mode), frozenset(waiting), MappingProxyType(awaited)
+        )
+
+    def _assignments_changed(self, state: _Snapshot) -> bool:
+        """Whether the stored assignments differ from ``state``'s (another process assigned a mode)."""
+        assert self._shelf is not None
+        try:
+            stored = json.loads((self._shelf / _ASSIGNMENTS).read_text())["modes"]
+        except FileNotFoundError:
+            stored = {}
+        except (OSError, ValueError, TypeError, KeyError):
+            return False  # unreadable: what this process has stays
+        return bool(stored != self._assignments_of(state))
+
+    def _assignments_of(self, state: _Snapshot) -> dict[str, str]:
+        changed = {
+            str(mode): sound.name
+            for mode, sound in enumerate(state.by_mode)
+            if sound is not self.library.sounds[mode]
+        }
+        changed.update({str(mode): name for mode, name in state.awaited.items()})
+        return changed
 
     @staticmethod
     def _without_waiting(state: _Snapshot, name: str, sound: EncodedSound) -> _Snapshot:
@@ -415,13 +527,7 @@ class SoundCatalog:
         """Only the modes that differ from the library are kept, so a mode never reassigned follows the
         library (a new --sounds-dir file, say) after a restart."""
         assert self._shelf is not None
-        changed = {
-            str(mode): sound.name
-            for mode, sound in enumerate(state.by_mode)
-            if sound is not self.library.sounds[mode]
-        }
-        changed.update({str(mode): name for mode, name in state.awaited.items()})
-        text = json.dumps({"modes": changed}, indent=2, sort_keys=True) + "\n"
+        text = json.dumps({"modes": self._assignments_of(state)}, indent=2, sort_keys=True) + "\n"
         _write_atomically(self._shelf / _ASSIGNMENTS, text.encode())
 
     def _restore_uploads(self) -> tuple[dict[str, EncodedSound], set[str]]:

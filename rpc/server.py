@@ -43,6 +43,7 @@ from cluster.relayed_audit import RelayedAudit
 from cluster.replica_auth import load_replica_secret
 from cluster.shared_audit import SharedAuditLog
 from cluster.shared_store import SharedStore
+from cluster.shelf_follower import follow_shelf
 from cluster.sound_share import SoundShare
 from cluster.store_access import StoreAccess
 from cluster.worker_leases import LeasedSqliteStore, worker_owner
@@ -163,6 +164,8 @@ class ControlPlane:
         self._relay: CommandRelay | None = None
         self._sound_share: SoundShare | None = None
         self._restoring: asyncio.Task[None] | None = None
+        self._following_shelf: asyncio.Task[None] | None = None
+        """Among ``--workers``: the sounds and assignments the other workers store (``cluster.shelf_follower``)."""
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -400,6 +403,8 @@ class ControlPlane:
         if self.sounds.waiting:
             # Only now that devices are served: encoding a long sound again takes seconds.
             self._restoring = loop.create_task(self.sounds.restore_waiting(), name="sound-restore")
+        if self.config.shares_port:
+            self._following_shelf = loop.create_task(follow_shelf(self.sounds), name="shelf-follow")
         logger.info(
             "serving on %s:%d (metrics on %s): %d modes, %d ms packets, %d ms pre-roll",
             self.config.host,
@@ -430,6 +435,8 @@ class ControlPlane:
         self.sounds.close()  # uploads being decoded get 503 now; their children are killed
         if self._restoring is not None:
             self._restoring.cancel()
+        if self._following_shelf is not None:
+            self._following_shelf.cancel()
         if self._sweeping is not None:
             self._sweeping.cancel()
         if self._load_watch is not None:

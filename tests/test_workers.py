@@ -15,6 +15,7 @@ from actors.leds import STATUS_IDLE, mode_leds
 from bench import frozen_device
 from cluster.workers import RestartPolicy, may_restart, shifted_port, worker_command
 from simulator import Button, SimulatedDevice
+from tests.audio_files import write_tone
 from tests.live import run, shows
 from tests.proxy import free_port, free_ports_in_a_row
 from tests.server_process import ServerProcess
@@ -153,5 +154,36 @@ def test_a_frozen_device_that_reconnected_to_another_worker_keeps_its_acked_pres
             assert report["lost"] == 0, report["lost_trials"]
 
         run(scenario, timeout=120)
+    finally:
+        server.kill()
+
+
+def test_a_sound_uploaded_on_one_worker_is_assigned_on_the_other_and_every_worker_plays_it(
+    tmp_path: Path,
+) -> None:
+    port, admin = free_port(), free_ports_in_a_row(2)
+    admin_ports = [admin, admin + 1]
+    bell = write_tone(tmp_path / "bell.wav", freq=660, seconds=0.5).read_bytes()
+    server = ServerProcess(
+        tmp_path / "server.log",
+        *("--workers", "2", "--port", str(port), "--admin-port", str(admin)),
+        *("--state-db", str(tmp_path / "state.db"), "--modes", "4"),
+    )
+    try:
+        wait_serving(admin_ports)
+        first, second = (
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) for port in admin_ports
+        )
+        with first, second:
+            uploaded = first.put("/api/sounds/bell", content=bell, headers={"Content-Type": "audio/wav"})
+            assert uploaded.status_code == 201, uploaded.text
+            deadline = time.monotonic() + 10
+            while "bell" not in [sound["name"] for sound in second.get("/api/sounds").json()["sounds"]]:
+                assert time.monotonic() < deadline, "the other worker never saw the upload"
+                time.sleep(0.1)
+            assert second.put("/api/modes/2", json={"sound": "bell"}).status_code == 200
+            while first.get("/api/modes").json()["modes"][2]["sound"] != "bell":
+                assert time.monotonic() < deadline, "the first worker never saw the assignment"
+                time.sleep(0.1)
     finally:
         server.kill()
