@@ -18,6 +18,14 @@ It cannot die of one bad message: every message is handled inside a guard, and o
 routing goes on. The fleet view it tells is guarded the same way: a listener that fails costs
 its own update, never the routing. At shutdown ``RetireAll`` retires every device and answers
 once each final state is saved (or its deadline passed), before anything is stopped.
+
+Should it die all the same (a failure outside that guard), it is started again at once from
+the same sessions (its ``SupervisorBook``): the device actors it knew, their streams and the
+retires in progress. Everyone holds it through one ``SupervisorRef``, which then points at the
+new incarnation, so nobody has to look it up again; the messages the dead one had not handled
+yet are handed over. ``on_routing`` hears False while it cannot route and True once it can
+again; past ``SUPERVISOR_MAX_RESTARTS`` deaths within ``SUPERVISOR_RESTART_WINDOW`` it stays
+down (False) and the server reports NOT_SERVING, for an orchestrator to replace it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -42,8 +51,8 @@ from actors.messages import (
     DeviceCommand,
     DeviceFailed,
     Drain,
-    Evict,
     FleetStatus,
+    LeaseEnded,
     OpenStream,
     PlaybackEnded,
     Refusal,
@@ -72,6 +81,10 @@ from actors.state import DeviceState, Fault, SetMode
 from media.admission import StreamAdmission
 
 logger = logging.getLogger(__name__)
+
+SUPERVISOR_MAX_RESTARTS = 5
+SUPERVISOR_RESTART_WINDOW = 60.0
+"""Seconds within which more than ``SUPERVISOR_MAX_RESTARTS`` deaths leave the supervisor down."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +122,8 @@ class _Retiring:
     state: DeviceState
     lease: Lease
     waiting: list[OpenStream | RouteCommand | RemoveDevice] = field(default_factory=list)
-    moved: bool = False
-    """Another server owns the device: its final state here is stale and is not saved."""
+    lease_ended: bool = False
+    """Another server holds the device's lease: its final state here is stale and is not saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +182,68 @@ class _GuardedListener(FleetListener):
             logger.exception("the fleet view failed to drop %d removed devices", len(device_ids))
 
 
+@dataclass
+class SupervisorBook:
+    """What the supervisor knows of its sessions, kept outside any one incarnation: a supervisor
+    started again after a death carries on from it."""
+
+    devices: dict[str, _Device] = field(default_factory=dict)
+    retiring: dict[str, _Retiring] = field(default_factory=dict)
+    counter: int = 0
+    """The last session or stream number given: numbers stay unique across incarnations."""
+    restarts: int = 0
+    """Device actors restarted after a failure."""
+    draining: bool = False
+    shutdown: _Shutdown | None = None
+    deaths: list[float] = field(default_factory=list)
+    """When incarnations died (monotonic seconds), within the restart window."""
+
+
+class SupervisorRef(pykka.ActorRef[Any]):
+    """The supervisor as everyone holds it: one reference that follows it across restarts.
+
+    Pykka's own ``ActorRef`` reaches its actor through the inbox and the stopped flag it copied
+    at start; this one copies them again from each new incarnation (on the runtime's thread)."""
+
+    def __init__(self) -> None:  # no actor of its own to hand Pykka: each incarnation points it at itself
+        pass
+
+    def point_at(self, incarnation: pykka.ActorRef[Any]) -> None:
+        self._actor_weakref = incarnation._actor_weakref
+        self.actor_class = incarnation.actor_class
+        self.actor_urn = incarnation.actor_urn
+        self.actor_inbox = incarnation.actor_inbox
+        self.actor_stopped = incarnation.actor_stopped
+
+
+def start_supervisor(
+    runtime: ActorRuntime,
+    library: Sounds,
+    store: GroupCommit,
+    link_factory: LinkFactory,
+    policy: SupervisorPolicy | None = None,
+    observer: FleetObserver | None = None,
+    admission: StreamAdmission | None = None,
+    news: FleetListener | None = None,
+    on_routing: Callable[[bool], None] | None = None,
+) -> SupervisorRef:
+    """The supervisor, kept running: started again from its sessions should it die."""
+    handle = SupervisorRef()
+    SupervisorActor.start(
+        runtime,
+        library,
+        store,
+        link_factory,
+        policy,
+        observer,
+        admission,
+        news,
+        handle=handle,
+        on_routing=on_routing,
+    )
+    return handle
+
+
 class SupervisorActor(PooledActor):
     def __init__(
         self,
@@ -180,8 +255,15 @@ class SupervisorActor(PooledActor):
         observer: FleetObserver | None = None,
         admission: StreamAdmission | None = None,
         news: FleetListener | None = None,
+        *,
+        book: SupervisorBook | None = None,
+        handle: SupervisorRef | None = None,
+        on_routing: Callable[[bool], None] | None = None,
     ) -> None:
         super().__init__(runtime)
+        self._makings = (library, store, link_factory, policy, observer, admission, news)
+        """What a successor is started with, should this incarnation die."""
+        self._on_routing = on_routing
         self._library = library
         self._news = _GuardedListener(news if news is not None else FleetListener())
         self._store = store
@@ -190,12 +272,52 @@ class SupervisorActor(PooledActor):
         self._observer = observer or FleetObserver()
         self._admission = admission or StreamAdmission()
         self._records = RecordKeeper(store, self._policy.records)
-        self._devices: dict[str, _Device] = {}
-        self._retiring: dict[str, _Retiring] = {}
-        self._counter = 0
-        self._draining = False
-        self._restarts = 0
-        self._shutdown: _Shutdown | None = None
+        self._book = book if book is not None else SupervisorBook()
+        self._devices = self._book.devices
+        self._retiring = self._book.retiring
+        self.handle = handle if handle is not None else SupervisorRef()
+        """The reference everyone holds, device actors and timers too: it outlives this incarnation."""
+        self.handle.point_at(self.actor_ref)
+
+    def on_start(self) -> None:
+        """A successor has its sessions already (the book): it can route as soon as it runs."""
+        if self._book.deaths and self._on_routing is not None:
+            self._on_routing(True)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Died outside the guard: a successor takes over the same sessions at once, and the
+        messages not handled yet, unless it has died too often to try again."""
+        book, now = self._book, time.monotonic()
+        book.deaths = [at for at in book.deaths if now - at <= SUPERVISOR_RESTART_WINDOW]
+        book.deaths.append(now)
+        if self._on_routing is not None:
+            self._on_routing(False)
+        if len(book.deaths) > SUPERVISOR_MAX_RESTARTS:
+            logger.error(
+                "the supervisor died %d times in %.0f s (last: %r); not starting it again: no device"
+                " is routed until the server is restarted",
+                len(book.deaths),
+                SUPERVISOR_RESTART_WINDOW,
+                exception_value,
+            )
+            return
+        successor = SupervisorActor.start(
+            self.runtime, *self._makings, book=book, handle=self.handle, on_routing=self._on_routing
+        )
+        for envelope in self.actor_inbox.drain_after_finish():
+            if envelope.reply_to is None:
+                successor.tell(envelope.message)
+        logger.error(
+            "the supervisor died (%r); started again with its %d devices and %d retiring",
+            exception_value,
+            len(book.devices),
+            len(book.retiring),
+        )
 
     def on_receive(self, message: Any) -> Any:
         """Every message in a guard: an exception escaping here would stop the supervisor, and
@@ -264,8 +386,8 @@ class SupervisorActor(PooledActor):
                 retiring = self._retiring.get(device_id)
                 if retiring is not None and retiring.actor_urn == urn:
                     for_device(logger, device_id).warning("retired without a final state from its actor")
-                    if self._shutdown is not None:
-                        self._shutdown.overdue.append(device_id)
+                    if self._book.shutdown is not None:
+                        self._book.shutdown.overdue.append(device_id)
                     self._retired(device_id, urn, retiring.state)
             case RetireAll(timeout=timeout, reply=reply):
                 self._retire_all(timeout, reply)
@@ -278,13 +400,15 @@ class SupervisorActor(PooledActor):
             case DescribeFleet(reply=reply):
                 reply(
                     FleetStatus(
-                        connected=len(self._devices), restarts=self._restarts, retiring=len(self._retiring)
+                        connected=len(self._devices),
+                        restarts=self._book.restarts,
+                        retiring=len(self._retiring),
                     )
                 )
-            case Evict():
-                self._evict(message.lease)
+            case LeaseEnded():
+                self._lease_ended(message.lease)
             case Drain():
-                self._draining = True
+                self._book.draining = True
                 for device in self._devices.values():
                     tell_if_alive(device.actor, ShowLeaving())
             case _:
@@ -310,12 +434,12 @@ class SupervisorActor(PooledActor):
         return len(self._devices)
 
     def _next(self) -> int:
-        self._counter += 1
-        return self._counter
+        self._book.counter += 1
+        return self._book.counter
 
     def _open_stream(self, message: OpenStream) -> None:
         device_id, peer = message.device_id, message.peer
-        if self._draining:
+        if self._book.draining:
             message.reply(StreamRefused("the server is shutting down; reconnect later", Refusal.DRAINING))
             return
         retiring = self._retiring.get(device_id)
@@ -418,7 +542,7 @@ class SupervisorActor(PooledActor):
             device_id,
             state,
             link,
-            self.actor_ref,
+            self.handle,
             self._library,
             self._observer,
             self._store,
@@ -427,7 +551,7 @@ class SupervisorActor(PooledActor):
             lease,
         )
 
-    def _evict(self, lease: Lease) -> None:
+    def _lease_ended(self, lease: Lease) -> None:
         """End the session of this lease (or an older one); a newer session stays, and the stale
         eviction is counted."""
         device_id = lease.device_id
@@ -437,23 +561,23 @@ class SupervisorActor(PooledActor):
             for_device(logger, device_id).info(
                 "lease %s over (another server owns the device); ending its streams here", lease
             )
-            self._retire(device_id, moved=True)
+            self._retire(device_id, lease_ended=True)
         elif retiring is not None and lease.covers(retiring.lease):
-            retiring.moved = True  # its final state is stale: not saved
+            retiring.lease_ended = True  # its final state is stale: not saved
         elif device is not None or retiring is not None:
             self._store.stale.drop(STALE_EVICTION)
             for_device(logger, device_id).info("eviction of its older lease %s ignored", lease)
 
-    def _retire(self, device_id: str, moved: bool = False) -> None:
+    def _retire(self, device_id: str, lease_ended: bool = False) -> None:
         """Tell the actor to retire; its ``Retired`` (or the timeout) completes it. A device taken
         over elsewhere is not saved: the new owner's state is newer, and were the device to come
         back here meanwhile, this replica's new claim would let a stale save through."""
         device = self._devices.pop(device_id)
         self._observer.device_disconnected()
         self._news.device_offline(device_id, device.state.at_rest())
-        if moved:
-            retire = Retire(CloseCause.MOVED, f"device_id {device_id} is now served by another server")
-        elif self._draining:
+        if lease_ended:
+            retire = Retire(CloseCause.LEASE_ENDED, f"device_id {device_id} is now served by another server")
+        elif self._book.draining:
             retire = Retire(CloseCause.SHUTDOWN, "the server is shutting down; reconnect later")
         else:
             retire = Retire(CloseCause.RETIRED, "the device's connection is gone")
@@ -463,12 +587,12 @@ class SupervisorActor(PooledActor):
         except pykka.ActorDeadError:
             for_device(logger, device_id).warning("retiring without a final state (its actor is gone)")
             device.session.link.close(retire.cause, retire.reason)
-            if not moved:
+            if not lease_ended:
                 self._store.save(device_id, device.state.at_rest(), lease=device.lease)
             return
-        self._retiring[device_id] = _Retiring(urn, device.state.at_rest(), device.lease, moved=moved)
+        self._retiring[device_id] = _Retiring(urn, device.state.at_rest(), device.lease, lease_ended=lease_ended)
         self.runtime.call_later(
-            self._policy.retire_timeout, tell_if_alive, self.actor_ref, _RetireOverdue(device_id, urn)
+            self._policy.retire_timeout, tell_if_alive, self.handle, _RetireOverdue(device_id, urn)
         )
 
     def _retired(self, device_id: str, actor_urn: str, state: DeviceState) -> None:
@@ -477,7 +601,7 @@ class SupervisorActor(PooledActor):
         if retiring is None or retiring.actor_urn != actor_urn:
             return
         del self._retiring[device_id]
-        if not retiring.moved:
+        if not retiring.lease_ended:
             self._store.save(device_id, state, lease=retiring.lease)
         for waiting in retiring.waiting:
             self._handle_guarded(waiting)  # one failing must not leave the others unanswered
@@ -486,15 +610,15 @@ class SupervisorActor(PooledActor):
     def _retire_all(self, timeout: float, reply: Callable[[tuple[str, ...]], None]) -> None:
         """Shutdown's handshake: every device retired and its final state (``Retired``) saved, then
         the answer; the deadline answers for actors that never hand theirs over."""
-        self._draining = True
-        self._shutdown = _Shutdown(reply)
+        self._book.draining = True
+        self._book.shutdown = _Shutdown(reply)
         for device_id in list(self._devices):
             self._retire(device_id)
-        self.runtime.call_later(timeout, tell_if_alive, self.actor_ref, _ShutdownOverdue())
+        self.runtime.call_later(timeout, tell_if_alive, self.handle, _ShutdownOverdue())
         self._shutdown_done_if_retired()
 
     def _shutdown_overdue(self) -> None:
-        shutdown = self._shutdown
+        shutdown = self._book.shutdown
         if shutdown is None:
             return
         for device_id, retiring in list(self._retiring.items()):
@@ -508,10 +632,10 @@ class SupervisorActor(PooledActor):
 
     def _shutdown_done_if_retired(self) -> None:
         """Answer ``RetireAll`` once nothing is left to retire (streams opened meanwhile are refused)."""
-        shutdown = self._shutdown
+        shutdown = self._book.shutdown
         if shutdown is None or self._retiring or self._devices:
             return
-        self._shutdown = None
+        self._book.shutdown = None
         shutdown.reply(tuple(shutdown.overdue))
 
     def _route_button(self, message: RouteButton) -> None:
@@ -608,7 +732,7 @@ class SupervisorActor(PooledActor):
             next_playback_id=message.state.next_playback_id,
             fault=Fault.RECOVERED,
         )
-        self._restarts += 1
+        self._book.restarts += 1
         self._observer.actor_restarted()
         device.actor = self._start_actor(message.device_id, state, device.session.link, device.lease)
         device.state = state

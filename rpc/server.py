@@ -6,6 +6,7 @@ Tests run it in-process on 127.0.0.1:0; ``actors.main`` runs it until SIGTERM or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -19,16 +20,15 @@ import grpc
 import pykka
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from actors.commit import GroupCommit
 from actors.config import ServerConfig
 from actors.lease import Lease
-from actors.messages import Drain, Evict, RetireAll
+from actors.messages import Drain, LeaseEnded, RetireAll
 from actors.records import DAY, RecordLimits
 from actors.runtime import ActorRuntime
 from actors.store import StateStore, open_store
-from actors.supervisor import SupervisorActor, SupervisorPolicy
+from actors.supervisor import SupervisorPolicy, start_supervisor
 from admin.access import AccessPolicy, Tokens
 from admin.app import OperatorSurface, create_app
 from admin.audit import AuditLog, MemoryAuditLog, open_audit_log
@@ -59,6 +59,7 @@ from rpc.gateway import FleetGateway
 from rpc.link import GrpcDeviceLink
 from rpc.loopcall import call_on_loop
 from rpc.metrics import AudioLoad, Metrics
+from rpc.metrics_http import start_metrics_server
 from rpc.registration import SERVICE_NAME, add_device_service
 from rpc.servicer import DeviceService
 from rpc.sweeper import RecordSweeper
@@ -164,6 +165,7 @@ class ControlPlane:
         self._relay: CommandRelay | None = None
         self._sound_share: SoundShare | None = None
         self._restoring: asyncio.Task[None] | None = None
+        self._health_changes: set[asyncio.Task[None]] = set()
         self._following_shelf: asyncio.Task[None] | None = None
         """Among ``--workers``: the sounds and assignments the other workers store (``cluster.shelf_follower``)."""
 
@@ -202,21 +204,21 @@ class ControlPlane:
             await self.shared.open()
         supervisor_ref: list[pykka.ActorRef[Any]] = []
 
-        def evict(lease: Lease) -> None:
+        def lease_ended(lease: Lease) -> None:
             """The lease is over: another replica or worker owns the device now (its claim was
             published or seen, or a save was fenced)."""
             for ref in supervisor_ref:
-                ref.tell(Evict(lease))
+                ref.tell(LeaseEnded(lease))
 
         if self.shared is not None:
-            self.shared.on_lost = evict
+            self.shared.on_lease_ended = lease_ended
         if self.worker_leases is not None:
-            self.worker_leases.on_lost = evict
+            self.worker_leases.on_lease_ended = lease_ended
         commits = GroupCommit(
             self.store,
             runtime.call_soon,
             runtime.call_later,
-            on_fenced=evict,
+            on_lease_ended=lease_ended,
             stale=self.shared.stale if self.shared is not None else None,
         )
         if self.shared is not None:
@@ -248,8 +250,16 @@ class ControlPlane:
             max_devices=self.config.max_devices,
             records=limits if self.shared is None else RecordLimits(0, limits.retention),
         )
-        supervisor = SupervisorActor.start(
-            runtime, self.sounds, commits, link_factory, policy, self.metrics, admission, fleet
+        supervisor = start_supervisor(
+            runtime,
+            self.sounds,
+            commits,
+            link_factory,
+            policy,
+            self.metrics,
+            admission,
+            fleet,
+            on_routing=self._routing_changed,
         )
         supervisor_ref.append(supervisor)
         commands = FleetCommands(supervisor, loop)
@@ -346,10 +356,8 @@ class ControlPlane:
                 port = server.add_secure_port(self.config.address, self.credentials)
             await server.start()
             if self.config.metrics_port >= 0:
-                self._metrics_server, _ = start_http_server(
-                    self.config.metrics_port,
-                    addr=_http_host(self.config.host),
-                    registry=self.metrics.registry,
+                self._metrics_server = start_metrics_server(
+                    self.config.metrics_port, _http_host(self.config.host), self.metrics.registry
                 )
                 self.metrics_port = self._metrics_server.server_port
             budget = plan_budget(
@@ -448,7 +456,8 @@ class ControlPlane:
         await self.health.enter_graceful_shutdown()
         if self.fleet is not None:
             self.fleet.server_leaving()
-        supervisor.tell(Drain())
+        with contextlib.suppress(pykka.ActorDeadError):  # a supervisor down for good routes nothing
+            supervisor.tell(Drain())
         await self._settle(loop.time() + grace * DRAIN_SETTLE_SHARE)
         await _retire_every_device(supervisor, deadline - grace * (1 - RETIRE_DEADLINE_SHARE))
         try:
@@ -473,6 +482,19 @@ class ControlPlane:
         self.audit.close()
         self._stopped.set()
         logger.info("stopped")
+
+    def _routing_changed(self, routing: bool) -> None:
+        """The supervisor died (False) or routes again (True): health says so (until the drain,
+        after which the health service ignores every change)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if routing else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if not routing:
+            logger.error("health NOT_SERVING: the supervisor cannot route")
+        for service in ("", SERVICE_NAME):
+            task = asyncio.get_running_loop().create_task(self.health.set(service, status))
+            self._health_changes.add(task)
+            task.add_done_callback(self._health_changes.discard)
 
     async def _leave_replicas(self, commits: GroupCommit, deadline: float) -> None:
         """Wait for Redis to answer the last batch, then stop sharing and close the store."""
