@@ -1,9 +1,16 @@
-"""Idle HTTP sockets cannot take the descriptors devices need: the server as a process, at 160 descriptors."""
+"""Idle HTTP sockets cannot take the descriptors devices need: the server as a process, at 160 descriptors.
+
+Both HTTP ports: the operator API's and the metrics port, which answers anyone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
+import time
+import urllib.request
 from pathlib import Path
 
 from simulator import Button, SimulatedDevice
@@ -70,3 +77,40 @@ def test_idle_and_half_sent_admin_connections_at_a_small_descriptor_limit_leave_
     assert log.count("file descriptors:") == 1
     assert "out of system resource" not in log
     assert len(log) < 20_000, f"the log grew to {len(log):,} characters"
+
+
+def test_idle_connections_to_the_metrics_port_at_a_small_descriptor_limit_leave_devices_served(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(tmp_path / "server.log", "--metrics-port", "0", descriptor_limit=DESCRIPTORS)
+    found = re.search(r"metrics on port (\d+)", server.output)
+    assert found is not None
+    metrics_port = int(found.group(1))
+    held = []
+    try:
+        for _ in range(FLOOD):
+            with contextlib.suppress(OSError):  # beyond the backlog the handshake is not answered
+                held.append(socket.create_connection(("127.0.0.1", metrics_port), timeout=0.2))
+
+        async def device_is_served() -> None:
+            async with SimulatedDevice(server.target, "late", play_in_real_time=False) as late:
+                await late.wait_for_first_set(5)
+                assert await late.press(Button.MODE)
+
+        asyncio.run(asyncio.wait_for(device_is_served(), 30))
+        deadline = time.monotonic() + 30  # the idle ones time out and free their places
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as reply:
+                    assert b"acp_connected_devices" in reply.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the metrics port never answered again"
+                time.sleep(0.5)
+    finally:
+        for sock in held:
+            sock.close()
+        with contextlib.suppress(AssertionError):
+            server.stop()
+        server.kill()
+    assert "Traceback" not in server.output
