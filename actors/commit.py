@@ -13,7 +13,7 @@ at a time; the saves made meanwhile form the next. Batches to it start at most e
 press storm saves wait a few milliseconds to share one; an isolated save goes at once. A
 batch the store could not take stays pending and is tried again after ``retry_delay``; a
 save the store refused because another server owns the device now (fencing) is dropped,
-and ``on_fenced`` hears of its lease.
+and ``on_lease_ended`` hears of its lease.
 
 Each save is stamped with its lease (``actors.lease``) when it is made: the session's, or the
 one the store holds then. A save whose lease is no longer the store's (the device was claimed
@@ -55,7 +55,7 @@ class GroupCommit:
         store: StateStore,
         schedule: Callable[[Callable[[], None]], object],
         schedule_later: Callable[[float, Callable[[], None]], object] | None = None,
-        on_fenced: Callable[[Lease], None] | None = None,
+        on_lease_ended: Callable[[Lease], None] | None = None,
         retry_delay: float = RETRY_DELAY,
         min_interval: float = DEFERRED_MIN_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
@@ -64,7 +64,7 @@ class GroupCommit:
         self._store = store
         self._schedule = schedule
         self._schedule_later = schedule_later
-        self._on_fenced = on_fenced
+        self._on_lease_ended = on_lease_ended
         self._retry_delay = retry_delay
         self._deferred: DeferredSaves | None = store if isinstance(store, DeferredSaves) else None
         self._leases: Leases | None = store if isinstance(store, Leases) else None
@@ -78,7 +78,8 @@ class GroupCommit:
         self._in_flight: dict[str, Stamped] | None = None
         self.commits = 0
         self.saves = 0
-        self.fenced = 0
+        self.lease_ended_saves = 0
+        """Saves the store refused because their lease had ended."""
         self.stale = stale if stale is not None else StaleLeases()
 
     def lease(self, device_id: str) -> Lease:
@@ -235,7 +236,7 @@ class GroupCommit:
             return
         self.commits += 1
         for device_id in outcome:
-            self.fenced += 1
+            self.lease_ended_saves += 1
             logger.warning(
                 "device %s: not saved, its lease %d is over (another server owns it now)",
                 device_id,
@@ -243,10 +244,10 @@ class GroupCommit:
             )
         for device_id, then in waiting:
             then(device_id not in outcome)
-        if self._on_fenced is not None:
+        if self._on_lease_ended is not None:
             for device_id in outcome:
                 if device_id in batch:
-                    self._on_fenced(Lease(device_id, batch[device_id][1]))
+                    self._on_lease_ended(Lease(device_id, batch[device_id][1]))
         if self._pending:
             self._schedule_commit()
 

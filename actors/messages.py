@@ -94,8 +94,8 @@ class OpenStream:
 
 
 @dataclass(frozen=True, slots=True)
-class Evict:
-    """The lease is over (another server owns the device now): end the session that holds it
+class LeaseEnded:
+    """The lease is over (another server holds the device now): end the session that holds it
     without saving its state. A session of a newer lease is left alone."""
 
     lease: Lease

@@ -36,8 +36,8 @@ class CloseCause(enum.Enum):
     RETIRED = "retired"
     FAILED = "failed"
     SHUTDOWN = "shutdown"
-    MOVED = "moved"
-    """Another server took the device over (its streams reached that one)."""
+    LEASE_ENDED = "lease-ended"
+    """The device's lease here ended: another server holds it now (its streams reached that one)."""
 
 
 class LedOutlet(Protocol):

@@ -590,7 +590,9 @@ class SupervisorActor(PooledActor):
             if not lease_ended:
                 self._store.save(device_id, device.state.at_rest(), lease=device.lease)
             return
-        self._retiring[device_id] = _Retiring(urn, device.state.at_rest(), device.lease, lease_ended=lease_ended)
+        self._retiring[device_id] = _Retiring(
+            urn, device.state.at_rest(), device.lease, lease_ended=lease_ended
+        )
         self.runtime.call_later(
             self._policy.retire_timeout, tell_if_alive, self.handle, _RetireOverdue(device_id, urn)
         )

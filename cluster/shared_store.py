@@ -5,9 +5,9 @@ first stream reaches a replica that does not own it) is one script in Redis: the
 ``epoch`` goes up by one and ``owner`` becomes this replica; the claim is then announced.
 Every save of a device's state names the epoch it was claimed with, and the save script
 writes it only if that epoch and owner are still the device's: a replica that lost a
-device (it was claimed elsewhere while this one was paused or cut off) cannot overwrite
+device (its lease ended: another replica claimed it while this one was paused or cut off) cannot overwrite
 what the new owner wrote. It hears of the loss from the published claim, or at the latest
-from its next refused save, and ends the device's streams (``on_lost``, told the lease that
+from its next refused save, and ends the device's streams (``on_lease_ended``, told the lease that
 ended). The device_id with the epoch is the device's lease (``actors.lease``): a save carries
 the lease it was made under, never the one held when it is sent, and a refusal of an older
 lease than the one held now ends nothing (it is counted in ``stale``).
@@ -201,7 +201,7 @@ class SharedStore:
         self._max_records = max_records
         """Device records Redis may keep (0: no cap): a claim of a new device beyond them is refused."""
         self._on_outage = on_outage
-        self.on_lost: Callable[[Lease], None] = lambda lease: None
+        self.on_lease_ended: Callable[[Lease], None] = lambda lease: None
         """Told the lease that ended when another replica took a device this one owned."""
         self.stale = StaleLeases()
         """Saves and answers of older leases dropped here (the group commit counts here too)."""
@@ -359,7 +359,8 @@ class SharedStore:
             self.on_claimed(device_id)
             future.set_result(epoch)
             if self._claimed_meanwhile.get(device_id, 0) > epoch:
-                asyncio.get_running_loop().call_soon(self._lost, Lease(device_id, epoch))  # a newer claim won
+                # a newer claim won
+                asyncio.get_running_loop().call_soon(self._lease_ended, Lease(device_id, epoch))
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: the claimants that shared it re-raise their own
@@ -506,7 +507,7 @@ class SharedStore:
         now = self._clock()
         for device_id, state in owned:
             if device_id in refused_ids:
-                self._lost(Lease(device_id, stamped[device_id]))
+                self._lease_ended(Lease(device_id, stamped[device_id]))
             else:
                 kept = DeviceState(mode=state.mode, next_playback_id=state.next_playback_id)
                 self._mirror_state(device_id, kept, now, announce=False)
@@ -618,7 +619,7 @@ class SharedStore:
             if device_id in self._claiming:
                 self._claimed_meanwhile[device_id] = max(epoch, self._claimed_meanwhile.get(device_id, 0))
             if mine is not None and mine < epoch:
-                self._lost(Lease(device_id, mine))
+                self._lease_ended(Lease(device_id, mine))
             elif device_id not in self._mirror:  # a device first seen elsewhere: known here from now on
                 self._mirror_state(device_id, DeviceState(), self._clock())
         elif kind == "field":
@@ -674,7 +675,7 @@ class SharedStore:
                 if self._owned.get(device_id) != epoch:
                     continue  # claimed anew while this check was out: that claim read the truth
                 if stored_epoch != str(epoch).encode() or owner != self.replica.encode():
-                    self._lost(Lease(device_id, epoch))  # a damaged record counts as another's
+                    self._lease_ended(Lease(device_id, epoch))  # a damaged record counts as another's
 
     def _announce(self, kind: str, body: dict[str, Any]) -> None:
         """Tell the other replicas (sealed), in the background: if it is lost (Redis went away),
@@ -717,7 +718,7 @@ class SharedStore:
                 self.rejections.reject("device-id", MALFORMED, str(error))
         return ids
 
-    def _lost(self, lease: Lease) -> None:
+    def _lease_ended(self, lease: Lease) -> None:
         """The lease is over; a newer one this replica holds since (a claim anew) stays."""
         held = self._owned.get(lease.device_id)
         if held is None:
@@ -730,7 +731,7 @@ class SharedStore:
             return
         del self._owned[lease.device_id]
         logger.info("device %s: lease %s over, another server owns it now", lease.device_id, lease)
-        self.on_lost(lease)
+        self.on_lease_ended(lease)
 
     def _mirror_state(self, device_id: str, state: DeviceState, seen: float, announce: bool = True) -> None:
         """``announce``: tell ``on_change`` (not for this replica's own saves: its view has them)."""

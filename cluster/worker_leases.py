@@ -67,7 +67,7 @@ class LeasedSqliteStore(SqliteStateStore):
         self.owner = owner
         self._held: dict[str, int] = {}
         """device_id -> the epoch this process claimed it with."""
-        self.on_lost: Callable[[Lease], None] = lambda lease: None
+        self.on_lease_ended: Callable[[Lease], None] = lambda lease: None
         """Told a lease this process held once it saw another's claim of the device."""
         self.on_claimed: Callable[[str], None] = lambda device_id: None
         """Told the device_id once claimed anew (saves of an earlier lease are stale)."""
@@ -92,7 +92,7 @@ class LeasedSqliteStore(SqliteStateStore):
         del self._held[device_id]
         lease = Lease(device_id, held)
         logger.info("device %s: lease %s over, another worker owns it now", device_id, lease)
-        self.on_lost(lease)
+        self.on_lease_ended(lease)
         return False
 
     async def claim(self, device_id: str) -> None:

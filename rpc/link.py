@@ -89,7 +89,7 @@ _CODES = {
     CloseCause.RETIRED: grpc.StatusCode.ABORTED,
     CloseCause.FAILED: grpc.StatusCode.INTERNAL,
     CloseCause.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
-    CloseCause.MOVED: grpc.StatusCode.ABORTED,
+    CloseCause.LEASE_ENDED: grpc.StatusCode.ABORTED,
 }
 
 

@@ -260,9 +260,9 @@ class _HotCounters(Collector):
             yield rejected
         if m._commits is not None:
             yield _counter(
-                "acp_state_saves_fenced",
-                "Saves the shared store refused: another server owns the device now",
-                m._commits.fenced,
+                "acp_state_saves_lease_ended",
+                "Saves the store refused: the device's lease had ended (another server holds it now)",
+                m._commits.lease_ended_saves,
             )
             yield _counter("acp_state_saves", "Device states saved", m._commits.saves)
             stale = CounterMetricFamily(

@@ -16,7 +16,7 @@ from actors.leds import (
     mode_leds,
     render,
 )
-from actors.messages import Drain, Evict, Refusal, StreamClosed, StreamGrant, StreamKind, StreamRefused
+from actors.messages import Drain, LeaseEnded, Refusal, StreamClosed, StreamGrant, StreamKind, StreamRefused
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState, Gesture
 from actors.supervisor import SupervisorPolicy
@@ -372,9 +372,9 @@ def test_a_device_taken_over_elsewhere_ends_its_streams_aborted_and_saves_nothin
     fleet.commits.commit()
     assert fleet.store.load("kitchen") == DeviceState(mode=1)
     fleet.store.save("kitchen", DeviceState(mode=3))  # what the new owner saved
-    fleet.supervisor.tell(Evict(Lease("kitchen", UNLEASED)))
+    fleet.supervisor.tell(LeaseEnded(Lease("kitchen", UNLEASED)))
     link.closed.wait_for(lambda closed: bool(closed))
-    assert link.closed.items[0][0] is CloseCause.MOVED
+    assert link.closed.items[0][0] is CloseCause.LEASE_ENDED
     assert "served by another server" in link.closed.items[0][1]
     fleet.wait_for_status(lambda status: status.connected == 0 and status.retiring == 0)
     fleet.commits.commit()

@@ -149,7 +149,7 @@ def test_every_device_through_the_proxy_has_its_three_streams_on_one_replica(clu
     for replica in cluster.replicas:
         streams = replica.metric("acp_open_streams")
         assert streams == 3 * counts[replica.name], (replica.name, streams, counts)
-        assert replica.metric("acp_state_saves_fenced_total") == 0, "no device bounced between replicas"
+        assert replica.metric("acp_state_saves_lease_ended_total") == 0, "no device bounced between replicas"
 
 
 def test_presses_through_the_proxy_are_acked_and_listed_by_every_replica(cluster: Cluster) -> None:

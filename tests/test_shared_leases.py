@@ -113,9 +113,13 @@ def test_a_late_refusal_of_an_older_lease_names_that_lease_and_the_fresh_claim_s
             loop = asyncio.get_running_loop()
             fenced: list[Lease] = []
             lost: list[Lease] = []
-            a.on_lost = lost.append
+            a.on_lease_ended = lost.append
             commits = GroupCommit(
-                a, lambda call: loop.call_soon(call), loop.call_later, on_fenced=fenced.append, stale=a.stale
+                a,
+                lambda call: loop.call_soon(call),
+                loop.call_later,
+                on_lease_ended=fenced.append,
+                stale=a.stale,
             )
             await a.claim("kitchen")  # lease 1
             raw = aioredis.Redis.from_url(redis.url)

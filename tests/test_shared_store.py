@@ -64,7 +64,7 @@ def test_a_device_claimed_elsewhere_is_reported_lost_by_its_old_owner_within_a_s
     @with_replicas(redis, "a", "b")
     async def _(a: SharedStore, b: SharedStore) -> None:
         lost: list[Lease] = []
-        a.on_lost = lost.append
+        a.on_lease_ended = lost.append
         await a.claim("kitchen")
         await b.claim("kitchen")
         await eventually(lambda: lost == [Lease("kitchen", 1)], timeout=1.0)
@@ -78,7 +78,7 @@ def test_a_replica_that_missed_the_takeover_cannot_overwrite_the_new_owners_stat
     @with_replicas(redis, "a")
     async def _(a: SharedStore) -> None:
         lost: list[Lease] = []
-        a.on_lost = lost.append
+        a.on_lease_ended = lost.append
         await a.claim("kitchen")
         assert await submitted(a, ("kitchen", DeviceState(mode=1))) == frozenset()
         raw = aioredis.Redis.from_url(redis.url)
@@ -175,7 +175,7 @@ def test_a_malformed_message_on_the_change_feed_is_skipped_and_the_feed_goes_on(
     @with_replicas(redis, "a", "b")
     async def _(a: SharedStore, b: SharedStore) -> None:
         lost: list[Lease] = []
-        a.on_lost = lost.append
+        a.on_lease_ended = lost.append
         await a.claim("kitchen")
         raw = aioredis.Redis.from_url(redis.url)
         try:

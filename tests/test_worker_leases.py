@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 
 from actors.commit import GroupCommit
 from actors.lease import STALE_EVICTION, STALE_SAVE, Lease
-from actors.messages import Evict
+from actors.messages import LeaseEnded
 from actors.ports import CloseCause
 from actors.state import Button, DeviceState
 from cluster.worker_leases import LeasedSqliteStore
@@ -75,7 +75,7 @@ def test_a_stale_workers_save_is_refused_and_the_newer_workers_acked_state_is_ke
     a, b = workers
     scheduled_a, scheduled_b = Scheduled(), Scheduled()
     fenced: list[Lease] = []
-    commits_a = GroupCommit(a, scheduled_a, on_fenced=fenced.append)
+    commits_a = GroupCommit(a, scheduled_a, on_lease_ended=fenced.append)
     commits_b = GroupCommit(b, scheduled_b)
     asyncio.run(a.claim("kitchen"))
     old_session = commits_a.lease("kitchen")
@@ -92,7 +92,7 @@ def test_a_stale_workers_save_is_refused_and_the_newer_workers_acked_state_is_ke
     assert heard == [False]
     assert fenced == [Lease("kitchen", 1)], "the session of that lease is evicted, with its lease"
     assert stored_mode(a, "kitchen") == 3
-    assert commits_a.fenced == 1
+    assert commits_a.lease_ended_saves == 1
 
 
 def test_a_worker_that_finds_another_workers_claim_ends_its_own_lease(
@@ -100,7 +100,7 @@ def test_a_worker_that_finds_another_workers_claim_ends_its_own_lease(
 ) -> None:
     a, b = workers
     lost: list[Lease] = []
-    a.on_lost = lost.append
+    a.on_lease_ended = lost.append
     asyncio.run(a.claim("kitchen"))
     asyncio.run(b.claim("kitchen"))
     assert not a.owns("kitchen"), "read from the file, not remembered"
@@ -147,13 +147,13 @@ def test_an_eviction_of_an_older_lease_leaves_the_newer_session_streaming(
     asyncio.run(a.claim("kitchen"))
     asyncio.run(a.claim("kitchen"))  # claimed anew: lease 2
     link = leased_fleet.connect("kitchen")
-    leased_fleet.supervisor.tell(Evict(Lease("kitchen", 1)))
+    leased_fleet.supervisor.tell(LeaseEnded(Lease("kitchen", 1)))
     assert leased_fleet.press("kitchen", Button.MODE), "still served after the stale eviction"
     assert not link.closed.items
     assert leased_fleet.commits.stale.dropped[STALE_EVICTION] == 1
-    leased_fleet.supervisor.tell(Evict(Lease("kitchen", 2)))
+    leased_fleet.supervisor.tell(LeaseEnded(Lease("kitchen", 2)))
     link.closed.wait_for(lambda closed: bool(closed))
-    assert link.closed.items[0][0] is CloseCause.MOVED
+    assert link.closed.items[0][0] is CloseCause.LEASE_ENDED
 
 
 def test_what_an_older_lease_left_behind_is_counted_in_a_metric_by_kind(
