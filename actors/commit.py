@@ -45,6 +45,10 @@ RETRY_DELAY = 0.5
 DEFERRED_MIN_INTERVAL = 0.005
 """Seconds between the starts of two batches to a deferred store."""
 
+NOT_HELD = -1
+"""The epoch of a session that started while this process held no lease on the device (it ended
+in between): no save of it is ever sent."""
+
 Stamped = tuple[DeviceState, int]
 """A save and the epoch of the lease it was made under."""
 
@@ -84,10 +88,10 @@ class GroupCommit:
 
     def lease(self, device_id: str) -> Lease:
         """The lease a session starting now holds: the store's (``UNLEASED`` where nobody else
-        can own the device; epoch -1, which no save matches, where this process holds none)."""
+        can own the device; ``NOT_HELD`` where this process holds none)."""
         if self._leases is None:
             return Lease(device_id, UNLEASED)
-        return self._leases.lease(device_id) or Lease(device_id, -1)
+        return self._leases.lease(device_id) or Lease(device_id, NOT_HELD)
 
     def _current(self, device_id: str) -> int:
         return self.lease(device_id).epoch
@@ -98,9 +102,9 @@ class GroupCommit:
         """``lease``: the session's, when it made the save; by default the one the store holds now."""
         epoch = self._current(device_id) if lease is None else lease.epoch
         self.saves += 1
-        if epoch != self._current(device_id):
+        if epoch != self._current(device_id) or epoch == NOT_HELD:
             self.stale.drop(STALE_SAVE)
-            logger.info("device %s: a save of its older lease %d dropped", device_id, epoch)
+            logger.info("device %s: a save of its ended lease %d dropped", device_id, epoch)
             if then is not None:
                 then(False)
             return

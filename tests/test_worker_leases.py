@@ -170,3 +170,19 @@ def test_what_an_older_lease_left_behind_is_counted_in_a_metric_by_kind(
     text = generate_latest(metrics.registry).decode()
     assert sample(text, "acp_stale_lease_dropped_total", kind="save") == 1
     assert sample(text, "acp_stale_lease_dropped_total", kind="eviction") == 0
+
+
+def test_a_save_made_while_the_worker_holds_no_lease_is_dropped_unsent(
+    workers: tuple[LeasedSqliteStore, LeasedSqliteStore],
+) -> None:
+    """A session that started as its lease ended: nothing of it reaches the store."""
+    a, _ = workers
+    scheduled = Scheduled()
+    commits = GroupCommit(a, scheduled)
+    heard: list[bool] = []
+    commits.save("kitchen", DeviceState(mode=2), heard.append, lease=commits.lease("kitchen"))
+    scheduled.run()
+    assert heard == [False]
+    assert commits.stale.dropped[STALE_SAVE] == 1
+    assert commits.lease_ended_saves == 0, "not sent to be refused"
+    assert stored_mode(a, "kitchen") is None
