@@ -81,8 +81,13 @@ async def trial(
     frozen = SimulatedDevice(target, device_id, play_in_real_time=False)
     await frozen.connect()
     await frozen.wait_for_first_set(timeout)
-    frozen_on = await holders(admin_ports, device_id)
-    assert len(frozen_on) == 1, f"{device_id} held by {frozen_on}"
+    frozen_on: set[int] = set()
+
+    async def held_by_one() -> bool:
+        frozen_on.update(await holders(admin_ports, device_id))
+        return len(frozen_on) == 1
+
+    await until(held_by_one, timeout)
     (first,) = frozen_on
     assert await frozen.press(Button.MODE), "the press before the freeze was not acked"
     again = SimulatedDevice(target, device_id, play_in_real_time=False)
