@@ -12,8 +12,8 @@ at a time; the saves made meanwhile form the next. Batches to it start at most e
 ``min_interval``: each request costs the loop far more than a SQLite commit does, so under a
 press storm saves wait a few milliseconds to share one; an isolated save goes at once. A
 batch the store could not take stays pending and is tried again after ``retry_delay``; a
-save the store refused because another server owns the device now (fencing) is dropped,
-and ``on_lease_ended`` hears of its lease.
+save the store refused because its lease ended (another server holds the device now) is
+dropped, and ``on_lease_ended`` hears of that lease.
 
 Each save is stamped with its lease (``actors.lease``) when it is made: the session's, or the
 one the store holds then. A save whose lease is no longer the store's (the device was claimed
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 Durable = Callable[[bool], None]
 """Told True once a save is committed; False if the commit failed (the save stays pending and
-is tried again), or if it was refused or forgotten because another server owns the device."""
+is tried again), or if it was refused or dropped because its lease ended."""
 
 RETRY_DELAY = 0.5
 """Seconds before a batch the store could not take is tried again."""

@@ -4,10 +4,10 @@ A device is owned by the replica that holds its streams. Taking it (``claim``, w
 first stream reaches a replica that does not own it) is one script in Redis: the device's
 ``epoch`` goes up by one and ``owner`` becomes this replica; the claim is then announced.
 Every save of a device's state names the epoch it was claimed with, and the save script
-writes it only if that epoch and owner are still the device's: a replica that lost a
-device (its lease ended: another replica claimed it while this one was paused or cut off) cannot overwrite
-what the new owner wrote. It hears of the loss from the published claim, or at the latest
-from its next refused save, and ends the device's streams (``on_lease_ended``, told the lease that
+writes it only if that epoch and owner are still the device's: a replica whose lease on a
+device ended (another replica claimed it while this one was paused or cut off) cannot
+overwrite what the new holder wrote. It hears that its lease ended from the published claim,
+or at the latest from its next refused save, and ends the device's streams (``on_lease_ended``, told the lease that
 ended). The device_id with the epoch is the device's lease (``actors.lease``): a save carries
 the lease it was made under, never the one held when it is sent, and a refusal of an older
 lease than the one held now ends nothing (it is counted in ``stale``).
