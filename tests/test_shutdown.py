@@ -20,6 +20,7 @@ from media.library import SoundLibrary
 from rpc.server import ControlPlane
 from simulator import Button, SimulatedDevice
 from tests.live import TEST_CONFIG, run, wait_for_fleet
+from tests.server_process import ServerProcess
 
 DEVICES = 24
 
@@ -72,6 +73,53 @@ def test_presses_acked_just_before_stop_and_every_final_state_are_in_the_store_a
             )
 
     run(scenario)
+
+
+def test_presses_acked_just_before_sigterm_and_every_final_state_are_in_the_store_afterwards(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "state.db"
+    modes = 5
+    server = ServerProcess(tmp_path / "server.log", "--state-db", str(db), "--modes", str(modes))
+    rng = random.Random(10)
+    presses = {f"device-{number}": rng.randint(1, 7) for number in range(DEVICES)}
+    stopping_at = 0.0
+
+    async def press_then_sigterm() -> None:
+        nonlocal stopping_at
+        devices = [
+            SimulatedDevice(server.target, device_id, play_in_real_time=False) for device_id in presses
+        ]
+        try:
+            for device in devices:
+                await device.connect()
+                await device.wait_for_first_set(5)
+            acked = await asyncio.gather(
+                *(press_many(device, presses[device.device_id]) for device in devices)
+            )
+            assert acked == list(presses.values()), "every press acked"
+            stopping_at = time.time()
+            assert await asyncio.to_thread(server.stop) == 0, server.output
+        finally:
+            for device in devices:
+                await device.disconnect()
+
+    try:
+        asyncio.run(press_then_sigterm())
+    finally:
+        server.kill()
+    store = SqliteStateStore(db)
+    try:
+        records = {record.device_id: record for record in store.records()}
+    finally:
+        store.close()
+    for device_id, count in presses.items():
+        record = records[device_id]
+        assert record.mode == count % modes, device_id
+        assert record.last_seen is not None, device_id
+        assert record.last_seen >= stopping_at - 0.01, (
+            f"{device_id}: its final state at SIGTERM was not saved"
+        )
 
 
 def test_a_device_actor_stuck_at_shutdown_is_named_in_the_log_and_stop_ends_within_the_grace(
