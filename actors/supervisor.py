@@ -310,8 +310,7 @@ class SupervisorActor(PooledActor):
             self.runtime, *self._makings, book=book, handle=self.handle, on_routing=self._on_routing
         )
         for envelope in self.actor_inbox.drain_after_finish():
-            if envelope.reply_to is None:
-                successor.tell(envelope.message)
+            successor.actor_inbox.put(envelope)  # as sent: an ask keeps the future it is answered through
         logger.error(
             "the supervisor died (%r); started again with its %d devices and %d retiring",
             exception_value,

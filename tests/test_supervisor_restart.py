@@ -3,6 +3,7 @@ sessions at once; one that keeps dying stays down, and health says NOT_SERVING."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from actors.messages import DescribeFleet, FleetStatus
 from actors.supervisor import SUPERVISOR_MAX_RESTARTS, SupervisorActor
 from media.library import SoundLibrary
 from rpc.registration import SERVICE_NAME
@@ -53,9 +55,14 @@ def test_a_supervisor_that_dies_is_started_again_with_its_sessions_and_routing_g
             SimulatedDevice(target(plane), "kitchen", play_in_real_time=False) as kitchen,
         ):
             assert await kitchen.press(Button.MODE)
+            loop = asyncio.get_running_loop()
+            described: asyncio.Future[FleetStatus] = loop.create_future()
             with caplog.at_level(logging.ERROR):
                 plane.supervisor.tell(Die())
+                plane.supervisor.tell(DescribeFleet(described.set_result))  # behind Die, in the same inbox
                 assert await kitchen.press(Button.MODE), "the same session, routed by the new supervisor"
+            async with asyncio.timeout(5):
+                assert (await described).connected == 1, "a message the dead one had not handled is answered"
             assert any("started again with its 1 devices" in record.getMessage() for record in caplog.records)
             async with SimulatedDevice(target(plane), "hall", play_in_real_time=False) as hall:
                 assert await hall.press(Button.MODE)
