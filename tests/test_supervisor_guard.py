@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from actors.messages import OpenStream, RouteButton, StreamKind
+from actors.news import FleetListener
 from actors.state import Button, ButtonInput, DeviceState, Gesture
 from actors.store import MemoryStateStore
+from actors.supervisor import _GuardedListener
 from media.library import SoundLibrary
 from tests.actor_fleet import ActorFleet
 from tests.fakes import Replies
@@ -52,3 +54,10 @@ def test_a_store_failing_to_forget_an_applied_mode_costs_no_other_devices_ack(fl
     opened.last()
     assert fleet.store.load("away") == DeviceState(mode=3)
     assert fleet.store.load_desired("away") == 3, "kept, so applied again on the next connect"
+
+
+def test_every_update_the_fleet_view_can_be_told_goes_through_the_guard() -> None:
+    """A listener method the guard did not pass on would fall to the base class's no-op, silently."""
+    listened = {name for name in vars(FleetListener) if not name.startswith("_")}
+    guarded = {name for name in vars(_GuardedListener) if not name.startswith("_")}
+    assert listened <= guarded, f"not passed on by the guard: {sorted(listened - guarded)}"
