@@ -1,8 +1,9 @@
 """History and final states -> anomalies. Pure: tested with hand-made histories.
 
 Each device's presses are serial, so its possible modes are followed press by press: an ok
-press moves every possible mode one on, an info press may or may not have, a fail press
-changes nothing; LEDs showing neither the mode before an acked press nor after it are
+press moves every possible mode one on; an info press may or may not have, and so may a fail
+press (a Mode acked false when its save failed is still applied, and saved by a later commit:
+docs/reliability.md); LEDs showing neither the mode before an acked press nor after it are
 reported once per device (what follows is its consequence), and the count goes on from the
 acks, not from the LEDs. At the end the stored mode, every replica's API and the device's LEDs must be
 among the possible modes: anything else means an acked press was lost or reverted (or a stale
@@ -42,9 +43,7 @@ def advance(possible: frozenset[int], press: Press, modes: int) -> frozenset[int
         if press.shown is not None and press.shown in moved and press.shown not in possible:
             return frozenset({press.shown})
         return moved
-    if press.outcome == "info":
-        return possible | moved
-    return possible
+    return possible | moved  # info, or fail: a Mode acked false was not durable, yet may be applied
 
 
 def check(

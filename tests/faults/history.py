@@ -1,9 +1,9 @@
 """What the devices saw: every Mode press with its outcome, and each device's final state.
 
-A press is ``ok`` (acked true: the device's mode moved one on), ``fail`` (acked false: nothing
-changed) or ``info`` (no ack: the connection went away or the wait ran out, so the press may or
-may not have been applied, as Jepsen's indeterminate operations). Plain data, JSON both ways, so
-a report carries the history a finding came from.
+A press is ``ok`` (acked true: the device's mode moved one on), ``fail`` (acked false: not
+durable when acked, but possibly applied) or ``info`` (no ack: the connection went away or the
+wait ran out, so it may or may not have been applied, as Jepsen's indeterminate operations).
+Plain data, JSON both ways, so a report carries the history a finding came from.
 """
 
 from __future__ import annotations

@@ -54,11 +54,12 @@ def test_a_device_that_kept_pressing_after_a_loss_still_ends_behind() -> None:
     assert kinds(presses, {"d": final(5)}) == []
 
 
-def test_an_indeterminate_press_may_or_may_not_have_been_applied() -> None:
-    presses = [press("ok", 1), press("info"), press("ok")]
-    assert kinds(presses, {"d": final(2)}) == []
-    assert kinds(presses, {"d": final(3)}) == []
-    assert kinds(presses, {"d": final(1)}) == LOST
+def test_an_indeterminate_or_nacked_press_may_or_may_not_have_been_applied() -> None:
+    for outcome in ("info", "fail"):
+        presses = [press("ok", 1), press(outcome), press("ok")]
+        assert kinds(presses, {"d": final(2)}) == []
+        assert kinds(presses, {"d": final(3)}) == []
+        assert kinds(presses, {"d": final(1)}) == LOST
 
 
 def test_leds_that_show_the_acked_mode_settle_an_indeterminate_press() -> None:
