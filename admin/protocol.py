@@ -25,6 +25,11 @@ from uvicorn.server import ServerState
 
 from admin.listener import Slot
 
+MAX_HEADER_BYTES = 64 * 1024
+"""The most a request line and its headers may take; more is refused with 431 and the connection
+closed. uvicorn and httptools set no limit: without one, a client could make the server hold
+hundreds of MB of header per connection within the header timeout, before any token is checked."""
+
 LINGER_SECONDS = 2.0
 """How long the rest of an answered request's body is read and dropped before the connection is closed."""
 
@@ -46,6 +51,12 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._socket: asyncio.Transport | None = None
         self._lingering = False
+        self._reading_headers = True
+        self._header_bytes = 0
+        """Bytes read while this request's headers were incomplete (a huge line is caught here)."""
+        self._parsed_header_bytes = 0
+        """Bytes of this request's URL and headers the parser has handed over (many small ones in one read)."""
+        self._headers_too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -57,8 +68,41 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if not self._lingering:  # a lingering connection's bytes are dropped unread
-            super().data_received(data)
+        if self._lingering:  # a lingering connection's bytes are dropped unread
+            return
+        if self._reading_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Counted per piece read, so the parser holds at most the limit and one read beyond it.
+        if self._reading_headers and self._header_bytes > MAX_HEADER_BYTES:
+            self._refuse_headers()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._headers_too_large:  # the parser stopped at our signal, not at a malformed request
+            self._refuse_headers()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_headers(self) -> None:
+        socket = self._socket
+        if socket is None or socket.is_closing():
+            return
+        self._reading_headers = False
+        if self.cycle is None or self.cycle.response_complete:  # no answer of an earlier request under way
+            detail = b"the request's headers are larger than the limit of %d bytes" % MAX_HEADER_BYTES
+            socket.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(detail), detail)
+            )
+        if not socket.can_write_eof():
+            socket.close()
+            return
+        # Closed lingering: the client may still be sending its headers, and closing with them
+        # unread would reset the connection before it reads the answer.
+        self._lingering = True
+        socket.write_eof()
+        self._disarm()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self._expired)
 
     def eof_received(self) -> None:
         if self._lingering and self._socket is not None:
@@ -71,7 +115,26 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
 
     # The parser's callbacks: headers complete, then the body arrives in pieces.
 
+    def on_message_begin(self) -> None:
+        self._parsed_header_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count_header_bytes(self, size: int) -> None:
+        self._parsed_header_bytes += size
+        if self._parsed_header_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large = True
+            raise _HeadersTooLarge  # stops the parser: its feed_data raises, and we answer 431
+
     def on_headers_complete(self) -> None:
+        self._reading_headers = False
         self._slot.waiting_since = None
         self._arm()  # from here on, the body may not pause for longer than the timeout
         super().on_headers_complete()
@@ -81,6 +144,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._reading_headers, self._header_bytes = True, 0  # the next request's headers count afresh
         self._disarm()  # the app's turn: no deadline while it works
         super().on_message_complete()
 
@@ -133,6 +197,10 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         self._disarm()
         self._deadline = self.loop.call_later(LINGER_SECONDS, self._expired)
+
+
+class _HeadersTooLarge(Exception):
+    pass
 
 
 class _ClosesLingering(asyncio.Transport):

@@ -226,3 +226,69 @@ def test_the_operator_api_gets_at_most_a_share_of_the_descriptors_left() -> None
     off = plan_budget(DescriptorLimit(160, 160), open_now=20, admin_wanted=0, admin_per_client_wanted=32)
     assert off.admin_connections == 0
     assert off.devices == 160 - 20 - off.reserved
+
+
+def test_a_request_whose_headers_are_too_large_is_refused_with_431_before_they_are_all_read(
+    library: SoundLibrary,
+) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, connection(op) as (reader, writer):
+            writer.write(b"GET /api/whoami HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+            try:  # far more than the limit: the server stops reading long before the end
+                for _ in range(64):
+                    writer.write(b"a" * 65536)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            assert (await reply_status(reader)).startswith(b"HTTP/1.1 431")
+            await closed_within(reader, 5)
+        async with operated(library) as op, connection(op) as (reader, writer):
+            writer.write(REQUEST)
+            assert (await reply_status(reader)).startswith(b"HTTP/1.1 200")
+
+    run(scenario)
+
+
+def test_a_request_with_thousands_of_headers_is_refused_with_431(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, connection(op) as (reader, writer):
+            headers = b"".join(b"X-H%d: a\r\n" % i for i in range(10_000))
+            writer.write(b"GET /api/whoami HTTP/1.1\r\nHost: localhost\r\n" + headers + b"\r\n")
+            assert (await reply_status(reader)).startswith(b"HTTP/1.1 431")
+            writer.write(REQUEST)  # and the connection is not kept for another request
+            await closed_within(reader, 5)
+
+    run(scenario)
+
+
+async def read_reply(reader: asyncio.StreamReader) -> bytes:
+    """One whole reply (status line, headers, a Content-Length body); its status line."""
+    async with asyncio.timeout(10):
+        status = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+    return status
+
+
+def test_headers_within_the_limit_and_a_large_body_are_served(library: SoundLibrary) -> None:
+    async def scenario() -> None:
+        async with operated(library) as op, connection(op) as (reader, writer):
+            body = b'{"mode": 1, "pad": "' + b"a" * 500_000 + b'"}'
+            writer.write(
+                b"POST /api/devices/nobody/mode HTTP/1.1\r\nHost: localhost\r\nX-Fill: "
+                + b"b" * 8000
+                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            status = await read_reply(reader)
+            assert status.startswith(b"HTTP/1.1 422"), status  # read in full and judged by the app
+            writer.write(REQUEST * 2000)  # pipelined, in one write: each its own request, not one's headers
+            for served in range(2000):
+                status = await read_reply(reader)
+                assert status.startswith(b"HTTP/1.1 200"), f"request {served}: {status!r}"
+
+    run(scenario)
