@@ -57,7 +57,10 @@ class DeviceLogger(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         device_id = (self.extra or {}).get("device_id")
         kwargs.setdefault("extra", {})["device_id"] = device_id
-        return f"device {device_id}: {msg}", kwargs
+        # The id becomes part of the format string: a device_id holding "%" must not be read as
+        # a placeholder (that breaks the line, and made the supervisor's handler raise).
+        shown = str(device_id).replace("%", "%%")
+        return f"device {shown}: {msg}", kwargs
 
 
 def for_device(logger: logging.Logger, device_id: str) -> DeviceLogger:
