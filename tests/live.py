@@ -14,14 +14,23 @@ import grpc
 from actors.config import ServerConfig
 from actors.leds import LedFrame
 from actors.messages import DescribeFleet, FleetStatus
-from media.library import SoundLibrary
+from media.library import EncodedSound, SoundLibrary
+from media.opus import samples_per_frame
+from media.repacketize import packet_samples
 from rpc.server import ControlPlane
-from simulator import Leds, StreamEnd
+from simulator import Leds, Recording, StreamEnd
 from tests.proxy import haproxy
 
 TEST_CONFIG = ServerConfig(
     host="127.0.0.1", port=0, metrics_port=0, admin_port=-1, state_db=":memory:", preroll_ms=100, grace=1.0
 )
+
+
+def holds_the_whole_sound(recording: Recording, sound: EncodedSound) -> bool:
+    """Whether the recording carries every frame of the sound, whatever packet sizes it came in:
+    under load the server joins frames into larger packets, so packets are not counted."""
+    samples = sum(packet_samples(packet.data) for packet in recording.packets)
+    return samples == len(sound.packets) * samples_per_frame(sound.frame_ms)
 
 
 def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60) -> None:
