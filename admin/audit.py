@@ -16,6 +16,12 @@ from typing import Any, Protocol
 MAX_DEVICES_RECORDED = 1_000
 """An action on more devices records the first ones and how many there were in all."""
 
+CAPACITY = 100_000
+"""Entries kept: the newest ones. An operator acting all day long for years must not fill the disk."""
+
+TRIM_EVERY = 1_000
+"""Inserts between two trims of the SQLite log: one DELETE a thousand actions costs nothing."""
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
@@ -56,7 +62,7 @@ def recorded_devices(devices: list[str]) -> tuple[str, ...]:
 
 
 class MemoryAuditLog:
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = CAPACITY) -> None:
         self._entries: list[AuditEntry] = []
         self._capacity = capacity
         self._next = 1
@@ -100,12 +106,17 @@ CREATE TABLE IF NOT EXISTS audit (
 
 
 class SqliteAuditLog:
-    def __init__(self, path: str) -> None:
+    """Trimmed to the newest ``capacity`` entries, like the memory and Redis logs."""
+
+    def __init__(self, path: str, capacity: int = CAPACITY, trim_every: int = TRIM_EVERY) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
+        self._capacity, self._trim_every = capacity, trim_every
+        self._since_trim = 0
+        self._trim()  # a log kept by an older version, or with a larger capacity, is cut at once
 
     def record(self, entry: AuditEntry) -> int:
         with self._lock:
@@ -121,7 +132,15 @@ class SqliteAuditLog:
                     json.dumps(entry.result),
                 ),
             )
+            self._since_trim += 1
+            if self._since_trim >= self._trim_every:
+                self._trim()
         return int(cursor.lastrowid or 0)
+
+    def _trim(self) -> None:
+        """Forget all but the newest ``capacity`` entries; ids keep counting up (AUTOINCREMENT)."""
+        self._since_trim = 0
+        self._db.execute("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (self._capacity,))
 
     async def entries(self, limit: int, before: int | None = None) -> list[AuditEntry]:
         with self._lock:
