@@ -67,6 +67,19 @@ class Replica:
     to_replica: Relay
     process: ServerProcess | None = None
 
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start again until it stays up, as a deployment's supervisor does: a replica started while
+        Redis is down exits (it cannot reach the shared store)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.start()
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
     def start(self) -> None:
         self.process = ServerProcess(
             self.log,
@@ -266,6 +279,7 @@ async def _run(schedule: Schedule, work: Path) -> Result:
                 for stale in list(driver.old):
                     await driver._close(stale)
             finals = await _settle(store, replicas, drivers)
+            errors += [f"{replica.name} is not running at the end" for replica in replicas if not replica.alive]
             history.finals.update(finals)
     finally:
         for driver in drivers:
@@ -305,7 +319,7 @@ async def _fault(
         await asyncio.to_thread(store.start)
     elif step.fault is Fault.KILL_REPLICA:
         assert replica is not None
-        await asyncio.to_thread(replica.start)
+        await asyncio.to_thread(replica.restart)
     elif step.fault is Fault.PAUSE_REPLICA:
         assert replica is not None
         replica.signal(signal.SIGCONT)
