@@ -241,7 +241,12 @@ class AccessGuard:
             return
         scope.setdefault("state", {})["caller"] = caller
         policy = self._policy
-        if body.present and not policy.is_upload(scope["method"], scope["path"]):
+        # Only the API takes bodies: elsewhere (the dashboard's pages, no token asked) the app
+        # answers without one, and the connection closes rather than wait for a body trickling in.
+        reads_body = scope["path"].startswith("/api/") and not policy.is_upload(
+            scope["method"], scope["path"]
+        )
+        if body.present and reads_body:
             too_large = f"the body is larger than the limit of {policy.max_json_bytes:,} bytes"
             if body.length is not None and body.length > policy.max_json_bytes:
                 await _refuse(send, 413, too_large, [])

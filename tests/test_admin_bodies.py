@@ -203,3 +203,22 @@ def test_an_upload_that_stops_arriving_is_closed_and_logs_no_error(
     with caplog.at_level(logging.WARNING):
         run(scenario)
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+def test_a_body_sent_outside_the_api_is_answered_without_waiting_for_it(library: SoundLibrary) -> None:
+    """No page outside /api/ takes a body, and none asks for a token: a client trickling one there,
+    a byte at a time, would hold its connection for as long as it likes."""
+
+    async def scenario() -> None:
+        async with operated(library, admin_header_timeout=60) as op:
+            reader, writer = await raw(op)
+            writer.write(
+                b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000000\r\n\r\n{"
+            )
+            status, headers, _ = await reply_of(reader)
+            assert status.startswith(b"HTTP/1.1 4"), status
+            assert headers.get(b"connection") == b"close"
+            writer.close()
+
+    run(scenario)
