@@ -279,7 +279,9 @@ async def _run(schedule: Schedule, work: Path) -> Result:
                 for stale in list(driver.old):
                     await driver._close(stale)
             finals = await _settle(store, replicas, drivers)
-            errors += [f"{replica.name} is not running at the end" for replica in replicas if not replica.alive]
+            errors += [
+                f"{replica.name} is not running at the end" for replica in replicas if not replica.alive
+            ]
             history.finals.update(finals)
     finally:
         for driver in drivers:
