@@ -91,7 +91,10 @@ def check(
             if mode not in possible:
                 anomalies.append(
                     Anomaly(
-                        device, "api-disagrees", f"{replica} reports mode {mode}, acked {expected}", excerpt
+                        device,
+                        "api-disagrees",
+                        f"{replica} reports mode {mode} ({final.api_detail.get(replica, '')}), acked {expected}",
+                        excerpt,
                     )
                 )
         if final.shown not in possible:

@@ -37,6 +37,8 @@ class FinalState:
     """The mode each live replica's ``GET /api/devices/{id}`` reports, by replica."""
     shown: int | None
     """The mode the device's LEDs show after it reconnected."""
+    api_detail: dict[str, str] = field(default_factory=dict)
+    """Where each replica's API says the device is (``connected on replica2``), to read a finding by."""
 
 
 @dataclass

@@ -370,20 +370,25 @@ async def _final(
 ) -> FinalState:
     raw = await client.hget(device_key(driver.device_id), "mode")
     modes: dict[str, int | None] = {}
+    detail: dict[str, str] = {}
     for replica in replicas:
         if not replica.alive:
             continue
         try:
             reply = await api.get(f"http://127.0.0.1:{replica.admin_port}/api/devices/{driver.device_id}")
             body = reply.json() if reply.status_code == 200 else {}
-        except httpx.HTTPError:
+            detail[replica.name] = "" if body else f"HTTP {reply.status_code}"
+        except httpx.HTTPError as error:
             body = {}
+            detail[replica.name] = repr(error)
         mode = body.get("mode")
         modes[replica.name] = mode if isinstance(mode, int) else None
+        if body:
+            on = "connected" if body.get("connected") else "not connected"
+            detail[replica.name] = f"{on}, on {body.get('replica')}"
     assert driver.device is not None
-    return FinalState(
-        driver.device_id, int(raw) if raw is not None else None, modes, shown_mode(driver.device.leds)
-    )
+    stored = int(raw) if raw is not None else None
+    return FinalState(driver.device_id, stored, modes, shown_mode(driver.device.leds), detail)
 
 
 async def _until(condition: Any, timeout: float, strict: bool = True) -> None:
