@@ -66,6 +66,11 @@ MAX_ERRORS_SHOWN = 20
 REFUSED_RETRY_SECONDS = 3
 """Retry-After of a refused play: the busy notice on the device lasts as long."""
 
+MAX_UPLOADS_READING = 4
+"""Uploads in progress at once (two decode, two wait their turn): with the upload limit, this
+bounds the memory uploads can hold, whoever holds a token."""
+"""Retry-After of a refused play: the busy notice on the device lasts as long."""
+
 
 class ApiError(Exception):
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
@@ -306,6 +311,8 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         surface.sounds,
     )
     announcements = itertools.count(1)
+    uploads_reading = [0]
+    """Uploads whose bodies are being read or decoded now (a list: the handlers share it)."""
 
     @api.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> Response:
@@ -581,20 +588,36 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
         limit = surface.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise ApiError(413, f"the sound file is larger than the limit of {_megabytes(limit)}")
-        data = bytearray()
+        if uploads_reading[0] >= MAX_UPLOADS_READING:
+            # Refused before a byte is read: the memory uploads hold is bounded by this times the limit.
+            raise ApiError(
+                503,
+                f"{MAX_UPLOADS_READING} uploads are already in progress; retry later",
+                headers={"Retry-After": str(REFUSED_RETRY_SECONDS)},
+            )
+        uploads_reading[0] += 1
         try:
-            async for chunk in request.stream():
-                data.extend(chunk)
-                if len(data) > limit:
-                    raise ApiError(413, f"the sound file is larger than the limit of {_megabytes(limit)}")
-        except ClientDisconnect:  # gone, or closed for pausing too long: nobody reads an answer
-            return Response(status_code=400)
-        if not data:
-            raise ApiError(422, "body: the request body must be the sound file; it was empty")
+            data = bytearray()
+            try:
+                async for chunk in request.stream():
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        raise ApiError(413, f"the sound file is larger than the limit of {_megabytes(limit)}")
+            except ClientDisconnect:  # gone, or closed for pausing too long: nobody reads an answer
+                return Response(status_code=400)
+            if not data:
+                raise ApiError(422, "body: the request body must be the sound file; it was empty")
+            payload = bytes(data)
+            del data  # one copy of the file held, not two
+            return await store_upload(name, payload, caller_of(request.state))
+        finally:
+            uploads_reading[0] -= 1
+
+    async def store_upload(name: str, data: bytes, caller: Caller) -> Response:
         try:
             sounds.check_upload_name(name)
-            sound = await sounds.decode(name, bytes(data))  # in a child process, limited
-            created = await asyncio.to_thread(sounds.add, name, sound, bytes(data))  # writes the files
+            sound = await sounds.decode(name, data)  # in a child process, limited
+            created = await asyncio.to_thread(sounds.add, name, sound, data)  # writes the files
         except SoundNameError as error:
             raise ApiError(422, f"name: {error}") from None
         except SoundConflict as error:
@@ -605,7 +628,6 @@ def create_app(surface: OperatorSurface, policy: AccessPolicy) -> ASGIApp:
             raise ApiError(503, str(error), headers={"Retry-After": str(error.retry_after)}) from None
         except OSError as error:
             raise ApiError(507, f"the sound could not be stored: {error.strerror}") from None
-        caller = caller_of(request.state)
         info = {
             "name": name,
             "source": "uploaded",

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from admin.app import MAX_UPLOADS_READING
 from media.library import SoundLibrary
 from media.sandbox import DecodeSandbox, SandboxLimits
 from tests.admin_live import Operated, operated
@@ -303,5 +304,42 @@ def test_a_stop_during_an_upload_kills_its_decoder_and_answers_503(
             assert status == 503
             assert detail == "the server is stopping"
             assert not alive(pid)
+
+    run(scenario)
+
+
+def test_uploads_beyond_those_in_progress_are_503_before_their_bodies_are_read(
+    library: SoundLibrary, tmp_path: Path
+) -> None:
+    short = write_tone(tmp_path / "short.wav", seconds=0.5).read_bytes()
+
+    async def scenario() -> None:
+        async with operated(library) as op:
+            held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+            for number in range(MAX_UPLOADS_READING):
+                # Every byte of a 1 MB body but the last: each upload holds its place while reading.
+                reader, writer = await asyncio.open_connection("127.0.0.1", op.plane.admin_port)
+                writer.write(
+                    f"PUT /api/sounds/held-{number} HTTP/1.1\r\nHost: localhost\r\n"
+                    "Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n".encode()
+                    + b"\0" * 999_999
+                )
+                await writer.drain()
+                held.append((reader, writer))
+            async with asyncio.timeout(10):
+                while True:
+                    response = await op.http.put("/api/sounds/one-more", content=short, headers=OCTETS)
+                    if response.status_code == 503:
+                        break
+                    assert response.status_code in (200, 201)  # the held uploads not all reading yet
+                    await asyncio.sleep(0.05)
+            assert "uploads are already in progress" in response.json()["detail"]
+            assert response.headers["Retry-After"]
+            for _, writer in held:
+                writer.close()
+            async with asyncio.timeout(10):
+                while (status := await put(op, "after", short))[0] == 503:
+                    await asyncio.sleep(0.05)
+            assert status[0] == 201
 
     run(scenario)
