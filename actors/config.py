@@ -16,6 +16,8 @@ from media.library import MAX_MODES
 from media.opus import FRAME_DURATIONS_MS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_STORE_WAIT_MS = 1500
+"""Below the store's command timeout (2 s), so a WAIT that runs out is an answer, not an outage."""
 
 
 def _flag(text: str) -> bool:
@@ -94,6 +96,9 @@ class ServerConfig:
     """Empty: the SQLite file ``state_db``; ``redis://HOST:PORT/DB``: Redis, shared by replicas."""
     store_password_file: Path | None = None
     store_tls_ca_file: Path | None = None
+    store_wait_replicas: int = 0
+    """Redis replicas that must confirm a save (``WAIT``) before it is acked (0: none)."""
+    store_wait_ms: int = 100
     store_secret_file: Path | None = None
     """The replicas' shared secret: what they say to each other through the store is signed with it."""
     replica_id: str = ""
@@ -198,6 +203,10 @@ class ServerConfig:
             self.store_secret_file,
             self.replica_id,
         )
+        if self.store_wait_replicas < 0 or not 1 <= self.store_wait_ms <= MAX_STORE_WAIT_MS:
+            raise ValueError(f"--store-wait-replicas must be >= 0 and --store-wait-ms 1..{MAX_STORE_WAIT_MS}")
+        if self.store_wait_replicas and not self.store:
+            raise ValueError("--store-wait-replicas needs a Redis store (--store)")
         if self.workers > 1 and self.state_db == ":memory:" and not self.store:
             raise ValueError("workers share device state through the state DB: --workers needs a file")
         if self.log_format not in LOG_FORMATS:
@@ -416,6 +425,19 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "ACP_STORE_TLS_CA_FILE",
         Path,
         "PEM CA bundle the store's certificate must be signed by (with a rediss:// URL)",
+    ),
+    (
+        "store_wait_replicas",
+        "ACP_STORE_WAIT_REPLICAS",
+        int,
+        "Redis replicas that must hold a save (WAIT) before it is acked, so a Sentinel failover"
+        " loses nothing acked; a save they do not confirm in time is retried (0: the primary's word)",
+    ),
+    (
+        "store_wait_ms",
+        "ACP_STORE_WAIT_MS",
+        int,
+        "milliseconds a save waits for --store-wait-replicas to confirm it",
     ),
     (
         "store_secret_file",

@@ -30,6 +30,8 @@ COMMANDS = (
     "evalsha",
     "script|load",
     "script|exists",
+    # A save waits for a Redis replica's copy (--store-wait-replicas).
+    "wait",
     "hincrby",
     "hsetnx",
     "hexists",

@@ -164,6 +164,11 @@ refused (no epoch matches), and a device that connects again is claimed as a new
 caller announces what was removed (sealed)."""
 
 
+class NotReplicated(RuntimeError):
+    """The primary took a save but too few of its replicas confirmed it (``WAIT``): not acked,
+    the group commit sends it again."""
+
+
 @dataclass(slots=True)
 class _Mirrored:
     record: DeviceRecord
@@ -190,8 +195,16 @@ class SharedStore:
         on_outage: Callable[[bool], None] | None = None,
         max_records: int = 0,
         secret: bytes | None = None,
+        wait_replicas: int = 0,
+        wait_ms: int = 100,
     ) -> None:
         self.access = url if isinstance(url, StoreAccess) else StoreAccess(url)
+        self._wait_replicas = wait_replicas
+        """Replicas of Redis that must confirm a save (``WAIT``) before it is acked: a failover
+        to one of them then loses nothing acked. 0: the primary's word is enough."""
+        self._wait_ms = wait_ms
+        self.unreplicated = 0
+        """Save batches the primary took but not enough replicas confirmed in time (retried)."""
         self.replica = replica
         self.seal = MessageSeal(replica, secret, clock)
         """Seals what this replica announces and opens what the others do (the other parts too)."""
@@ -335,9 +348,10 @@ class SharedStore:
         try:
             try:
                 self.round_trips["claim"] += 1
-                reply = await self._claim(
-                    keys=[device_key(device_id), DEVICES],
-                    args=[self.replica, device_id, repr(self._clock()), self._max_records],
+                reply, copies = await self._replicated(
+                    self._claim,
+                    [device_key(device_id), DEVICES],
+                    [self.replica, device_id, repr(self._clock()), self._max_records],
                 )
             except (RedisError, OSError) as error:
                 self._went_down(error)
@@ -346,6 +360,13 @@ class SharedStore:
                     " reconnect later"
                 ) from error
             self._came_back()
+            if copies < self._wait_replicas:
+                # a failover could forget this epoch and hand it out again: claim anew later
+                self.unreplicated += 1
+                raise StoreUnavailable(
+                    f"no {self._wait_replicas} replicas of the shared store confirmed the claim within"
+                    f" {self._wait_ms} ms, so this server cannot take the device over; reconnect later"
+                )
             if int(reply[0]) == 0:
                 raise StoreFull(
                     f"the fleet keeps the records of its limit of {self._max_records} devices and"
@@ -498,11 +519,17 @@ class SharedStore:
             args += [device_id, stamped[device_id], state.mode, state.next_playback_id]
         try:
             self.round_trips["save"] += 1
-            refused = await self._save(keys=keys, args=args)
+            refused, copies = await self._replicated(self._save, keys, args)
         except (RedisError, OSError) as error:
             self._went_down(error)
             raise
         self._came_back()
+        if copies < self._wait_replicas:
+            self.unreplicated += 1
+            raise NotReplicated(
+                f"the shared store's primary took {len(owned)} saves but {copies} of"
+                f" {self._wait_replicas} replicas confirmed them within {self._wait_ms} ms: not acked"
+            )
         refused_ids = {value.decode() for value in refused}
         now = self._clock()
         for device_id, state in owned:
@@ -512,6 +539,17 @@ class SharedStore:
                 kept = DeviceState(mode=state.mode, next_playback_id=state.next_playback_id)
                 self._mirror_state(device_id, kept, now, announce=False)
         return frozenset(fenced | refused_ids)
+
+    async def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> tuple[Any, int]:
+        """The script, then ``WAIT`` on the same connection (it waits for that connection's
+        writes): the script's reply, and how many replicas hold what it wrote."""
+        if not self._wait_replicas:
+            return await script(keys=keys, args=args), 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.wait(self._wait_replicas, self._wait_ms)
+            reply, copies = await pipe.execute()
+        return reply, int(copies)
 
     def _queue_field(self, device_id: str, field: str, value: str, only_if: str) -> None:
         """Coalesced per device and field: a write not sent yet is replaced by a newer one, so an

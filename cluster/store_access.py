@@ -4,6 +4,9 @@ URL as it may be shown.
 The password may be in the URL (``redis://USER:PASSWORD@HOST:PORT/DB``) or, better, in a file
 (``--store-password-file``), so it is in neither the process's arguments nor its environment.
 ``rediss://`` connects with TLS, checked against ``--store-tls-ca-file`` when one is given.
+``redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE`` asks Redis Sentinel for the service's primary
+(``cluster.sentinel``), so a failover moves the replicas to the new primary; the password, the ACL
+user and ``rediss+sentinel://``'s TLS apply to the data nodes.
 Whatever is logged or put in an error shows the URL through ``redacted``.
 """
 
@@ -18,9 +21,12 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
+from cluster.sentinel import primary_client, sentinel_target
 from cluster.validation import REPLICA_NAME
 
-SCHEMES = ("redis://", "rediss://", "unix://")
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+SCHEMES = ("redis://", "rediss://", "unix://", *SENTINEL_SCHEMES)
+TLS_SCHEMES = ("rediss://", "rediss+sentinel://")
 HIDDEN = "***"
 _SECRET_QUERY = re.compile(r"([?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
 
@@ -51,10 +57,19 @@ def on_this_machine(url: str) -> bool:
     """A unix socket, or a host name or address of the loopback interface."""
     if url.startswith("unix://"):
         return True
+    if url.startswith(SENTINEL_SCHEMES):
+        try:
+            return all(_loopback(host) for host, _ in sentinel_target(url).sentinels)
+        except ValueError:
+            return False
     try:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
+    return _loopback(host)
+
+
+def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -93,11 +108,16 @@ def check_store_settings(
         return
     if not url.startswith(SCHEMES):
         raise ValueError(
-            f"the store must be a redis://HOST:PORT/DB (or rediss://, unix://) URL, not {redacted(url)!r};"
+            f"the store must be a redis://HOST:PORT/DB (or rediss://, unix://,"
+            f" redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE) URL, not {redacted(url)!r};"
             " leave it empty for the SQLite file --state-db"
         )
-    if tls_ca_file is not None and not url.startswith("rediss://"):
-        raise ValueError("a CA file for the store (--store-tls-ca-file) needs a rediss:// URL")
+    if tls_ca_file is not None and not url.startswith(TLS_SCHEMES):
+        raise ValueError(
+            "a CA file for the store (--store-tls-ca-file) needs a rediss:// URL (or rediss+sentinel://)"
+        )
+    if url.startswith(SENTINEL_SCHEMES):
+        sentinel_target(url)
     if password_file is not None and has_password(url):
         raise ValueError(
             f"the store's password is given twice: in {redacted(url)} and in --store-password-file"
@@ -151,9 +171,12 @@ class StoreAccess:
         return on_this_machine(self.url)
 
     def client(self, **options: Any) -> aioredis.Redis:
-        """A connection pool; ``options`` as redis-py's (timeouts, health checks)."""
+        """A connection pool; ``options`` as redis-py's (timeouts, health checks). Through
+        Sentinel, the pool asks for the primary at each new connection (``cluster.sentinel``)."""
         if self.password is not None:
             options["password"] = self.password
         if self.tls_ca_file is not None:
             options["ssl_ca_certs"] = str(self.tls_ca_file)
+        if self.url.startswith(SENTINEL_SCHEMES):
+            return primary_client(sentinel_target(self.url), **options)
         return aioredis.Redis.from_url(self.url, **options)

@@ -112,6 +112,8 @@ class ControlPlane:
                 replica_name(config),
                 max_records=record_limits(config).max_records,
                 secret=None if secret_file is None else load_replica_secret(secret_file),
+                wait_replicas=config.store_wait_replicas,
+                wait_ms=config.store_wait_ms,
             )
             self.metrics.watch_shared_store(
                 lambda: self.shared is None or self.shared.reachable,
