@@ -25,6 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cluster.workers import run_workers
 
         return run_workers(config, arguments)
+    if config.worker_index >= 0:
+        from cluster.workers import exit_with_master
+
+        exit_with_master()
     from rpc.server import ControlPlane
 
     try:

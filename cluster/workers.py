@@ -13,7 +13,9 @@ worker's index (0 and -1 are passed on as they are).
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -44,6 +46,24 @@ def may_restart(deaths: Sequence[float], now: float, policy: RestartPolicy) -> b
 def shifted_port(port: int, index: int) -> int:
     """Worker ``index``'s port for a listener configured at ``port`` (0: free, -1: off)."""
     return port if port <= 0 else port + index
+
+
+_PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal the kernel sends this process when its parent dies."""
+
+
+def exit_with_master() -> None:
+    """Have the kernel send this worker SIGTERM (a drain, as from the master) when the master dies.
+
+    A master killed outright (SIGKILL, the OOM killer) cannot pass a signal on; without this its
+    workers would serve on, unsupervised, beside the workers of the master started in its place.
+    A master that died before this call leaves the worker to init: it stops at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning("cannot ask to be stopped with the master: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def worker_command(argv: Sequence[str], config: ServerConfig, index: int) -> list[str]:

@@ -187,3 +187,30 @@ def test_a_sound_uploaded_on_one_worker_is_assigned_on_the_other_and_every_worke
                 time.sleep(0.1)
     finally:
         server.kill()
+
+
+def test_workers_stop_when_their_master_is_killed_outright(tmp_path: Path) -> None:
+    port, admin = free_port(), free_ports_in_a_row(2)
+    server = ServerProcess(
+        tmp_path / "server.log",
+        *("--workers", "2", "--port", str(port), "--admin-port", str(admin)),
+        *("--state-db", str(tmp_path / "state.db"), "--modes", "4"),
+    )
+    try:
+        wait_serving([admin, admin + 1])
+        workers = children(server.process.pid)
+        assert len(workers) == 2
+    finally:
+        server.kill()  # SIGKILL: the master cannot pass anything on
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers still running without their master: {workers}"
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
