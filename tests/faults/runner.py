@@ -219,10 +219,10 @@ class Result:
         return body
 
 
-def run_schedule(schedule: Schedule, logs: Path | None = None) -> Result:
+def run_schedule(schedule: Schedule, logs: Path | None = None, settle: float = SETTLE) -> Result:
     """Run ``schedule`` to the end (processes stopped whatever happens) and check its history."""
     with _scratch(logs) as work:
-        return asyncio.run(_run(schedule, work))
+        return asyncio.run(_run(schedule, work, settle))
 
 
 @contextlib.contextmanager
@@ -235,7 +235,7 @@ def _scratch(logs: Path | None) -> Iterator[Path]:
             yield Path(scratch)
 
 
-async def _run(schedule: Schedule, work: Path) -> Result:
+async def _run(schedule: Schedule, work: Path, settle: float) -> Result:
     began = time.monotonic()
     history = History()
     errors: list[str] = []
@@ -278,7 +278,7 @@ async def _run(schedule: Schedule, work: Path) -> Result:
             for driver in drivers:
                 for stale in list(driver.old):
                     await driver._close(stale)
-            finals = await _settle(store, replicas, drivers)
+            finals = await _settle(store, replicas, drivers, settle)
             errors += [
                 f"{replica.name} is not running at the end" for replica in replicas if not replica.alive
             ]
@@ -332,15 +332,15 @@ async def _fault(
 
 
 async def _settle(
-    store: RedisServer, replicas: list[Replica], drivers: list[Driver]
+    store: RedisServer, replicas: list[Replica], drivers: list[Driver], settle: float
 ) -> dict[str, FinalState]:
     """Every device back and idle, then read until every source agrees or SETTLE runs out."""
-    deadline = time.monotonic() + SETTLE
+    deadline = time.monotonic() + settle
     await _until(
         lambda: all(
             d.device is not None and d.device.established and d.device.pending_events == 0 for d in drivers
         ),
-        SETTLE,
+        settle,
         strict=False,
     )
     finals: dict[str, FinalState] = {}

@@ -3,6 +3,14 @@
 A seed that finds an anomaly stays in this list, marked xfail(strict=True) with the finding, so
 the suite stays green, the finding stays recorded, and its fix turns the mark into a failure
 that asks for the mark's removal.
+
+Found, and not in this list because it comes and goes with timing (a strict mark would flake):
+after Redis is killed while a replica is partitioned, paused or killed, a replica's
+``GET /api/devices/{id}`` can go on reporting a device's mode from before the outage (connected,
+on the other replica) for 20 s and more after everything healed, while Redis, the device's
+holder and its LEDs all show its last acked mode. Seeds 100, 102 and 105 of
+``python -m tests.faults.run`` (seed 102: 2 of 3 runs; its four faults alone with 8 devices:
+1 of 3). No acked press has been lost from the store or the device in any run.
 """
 
 from __future__ import annotations
