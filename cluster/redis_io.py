@@ -147,7 +147,14 @@ async def follow(
     """
     first = True
     last_failure = -math.inf
-    while not closed():
+    task = asyncio.current_task()
+
+    def ending() -> bool:
+        # A cancel redis-py swallowed still counts: without this the loop outlived its cancel
+        # and asyncio.run waited for it forever.
+        return closed() or (task is not None and task.cancelling() > 0)
+
+    while not ending():
         pubsub = client.pubsub()
         try:
             try:
@@ -161,7 +168,7 @@ async def follow(
             first = False
             if ready is not None and not ready.done():
                 ready.set_result(None)
-            while not closed():
+            while not ending():
                 if early:
                     message = early.pop(0)
                 else:
@@ -183,6 +190,8 @@ async def follow(
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError  # the cancel redis-py swallowed, passed on
 
 
 async def _confirmed(pubsub: aioredis.client.PubSub, channels: int) -> list[dict[str, Any]]:
