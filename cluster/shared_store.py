@@ -74,6 +74,9 @@ REPLICA_TTL_MS = 3000
 OP_TIMEOUT = 2.0
 """Seconds a Redis command may take before it counts as failed."""
 REMOVE_BATCH = 500
+MAX_WAITING_AT_ONCE = 32
+"""Scripts that may wait for a replica's copy at once: each holds a connection while it waits,
+and a reconnect storm's claims must not take every connection of the pool (redis-py's: 100)."""
 MAX_WAITING_FIELDS = 200_000
 """Operator writes (a device's tags or desired mode, the latest of each) that may wait for Redis;
 beyond, a write is dropped and counted (it holds on this replica until the mirror reloads)."""
@@ -205,6 +208,7 @@ class SharedStore:
         self._wait_ms = wait_ms
         self.unreplicated = 0
         """Save batches the primary took but not enough replicas confirmed in time (retried)."""
+        self._replicating = asyncio.Semaphore(MAX_WAITING_AT_ONCE)
         self.replica = replica
         self.seal = MessageSeal(replica, secret, clock)
         """Seals what this replica announces and opens what the others do (the other parts too)."""
@@ -545,7 +549,7 @@ class SharedStore:
         writes): the script's reply, and how many replicas hold what it wrote."""
         if not self._wait_replicas:
             return await script(keys=keys, args=args), 0
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with self._replicating, self.client.pipeline(transaction=False) as pipe:
             await script(keys=keys, args=args, client=pipe)
             pipe.wait(self._wait_replicas, self._wait_ms)
             reply, copies = await pipe.execute()

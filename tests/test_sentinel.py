@@ -209,3 +209,18 @@ def test_the_change_feed_follows_the_new_primary_after_a_failover(group: Sentine
             await reader.aclose()
 
     run(scenario, timeout=90)
+
+
+def test_a_reconnect_storm_of_claims_waiting_for_a_replica_does_not_exhaust_the_connection_pool(
+    group: SentinelGroup,
+) -> None:
+    async def scenario() -> None:
+        store = SharedStore(StoreAccess(group.url), "replica1", wait_replicas=1)
+        await store.open()
+        try:
+            await asyncio.gather(*(store.claim(f"device-{number}") for number in range(300)))
+            assert all(store.owns(f"device-{number}") for number in range(300))
+        finally:
+            await store.aclose()
+
+    run(scenario)
