@@ -57,6 +57,14 @@ def shown_mode(leds: Leds) -> int | None:
     return None
 
 
+class MovableRelay(Relay):
+    """A relay whose upstream can change: a replica started again may need another port, its
+    own having been taken meanwhile as some connection's ephemeral port."""
+
+    def retarget(self, upstream_port: int) -> None:
+        self._upstream = upstream_port
+
+
 @dataclass
 class Replica:
     name: str
@@ -64,7 +72,7 @@ class Replica:
     admin_port: int
     log: Path
     to_redis: Relay
-    to_replica: Relay
+    to_replica: MovableRelay
     process: ServerProcess | None = None
 
     def restart(self, timeout: float = 30.0) -> None:
@@ -78,6 +86,8 @@ class Replica:
             except AssertionError:
                 if time.monotonic() > deadline:
                     raise
+                self.port, self.admin_port = free_port(), free_port()  # in case its ports were taken
+                self.to_replica.retarget(self.port)
                 time.sleep(0.5)
 
     def start(self) -> None:
@@ -246,7 +256,7 @@ async def _run(schedule: Schedule, work: Path, settle: float) -> Result:
     drivers: list[Driver] = []
     try:
         for number in range(schedule.replicas):
-            to_redis, to_replica = Relay(store.port), Relay(port := free_port())
+            to_redis, to_replica = Relay(store.port), MovableRelay(port := free_port())
             to_redis.start()
             to_replica.start()
             name = f"replica{number + 1}"
