@@ -58,7 +58,7 @@ def sentinel_config(group: SentinelGroup, wait_replicas: int = 1) -> ServerConfi
         store=group.url,
         replica_id="replica1",
         store_wait_replicas=wait_replicas,
-        store_wait_ms=200,
+        store_wait_ms=1000,
     )
 
 
@@ -215,7 +215,7 @@ def test_a_reconnect_storm_of_claims_waiting_for_a_replica_does_not_exhaust_the_
     group: SentinelGroup,
 ) -> None:
     async def scenario() -> None:
-        store = SharedStore(StoreAccess(group.url), "replica1", wait_replicas=1)
+        store = SharedStore(StoreAccess(group.url), "replica1", wait_replicas=1, wait_ms=1000)
         await store.open()
         try:
             await asyncio.gather(*(store.claim(f"device-{number}") for number in range(300)))
