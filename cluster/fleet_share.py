@@ -31,7 +31,7 @@ from admin.fleetview import FleetView
 from cluster import validation
 from cluster.redis_io import Coalescing, follow
 from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
-from cluster.replica_auth import MessageSeal, Refused, sender_of
+from cluster.replica_auth import MessageSeal, read_sealed, sender_of
 from cluster.shared_store import PREFIX, REPLICAS, replica_key
 
 logger = logging.getLogger(__name__)
@@ -147,15 +147,18 @@ class FleetShare:
         async def handle(_: str, data: bytes | str) -> None:
             if sender_of(data) == self._replica:
                 return
-            try:
-                envelope = self._seal.open("snapshots", data, MAX_SNAPSHOTS_BYTES)
-                snapshots = validation.snapshots(envelope.body)
-            except Refused as refused:
-                self._rejections.reject("snapshot", refused.reason, str(refused))
+            opened = read_sealed(
+                self._seal,
+                self._rejections,
+                "snapshots",
+                data,
+                MAX_SNAPSHOTS_BYTES,
+                validation.snapshots,
+                counted_as="snapshot",
+            )
+            if opened is None:
                 return
-            except validation.Malformed as error:
-                self._rejections.reject("snapshot", MALFORMED, f"from {envelope.sender}: {error}")
-                return
+            envelope, snapshots = opened
             for snapshot in snapshots:
                 self._fleet.apply_remote(envelope.sender, snapshot)
 
@@ -183,15 +186,19 @@ class FleetShare:
 
     def _stored_snapshot(self, replica: str, field: bytes | str, value: bytes | str) -> dict[str, Any] | None:
         """A snapshot kept in ``replica``'s hash, if that replica sealed it there for that device."""
-        try:
-            envelope = self._seal.open("live-snapshot", value, MAX_SNAPSHOT_BYTES, stored=True)
-            snapshot = validation.snapshot(envelope.body)
-        except Refused as refused:
-            self._rejections.reject("live-snapshot", refused.reason, f"in {replica}'s hash: {refused}")
+        opened = read_sealed(
+            self._seal,
+            self._rejections,
+            "live-snapshot",
+            value,
+            MAX_SNAPSHOT_BYTES,
+            validation.snapshot,
+            where=f"in {replica}'s hash: ",
+            stored=True,
+        )
+        if opened is None:
             return None
-        except validation.Malformed as error:
-            self._rejections.reject("live-snapshot", MALFORMED, f"in {replica}'s hash: {error}")
-            return None
+        envelope, snapshot = opened
         if envelope.sender != replica or validation.text_of(field) != snapshot["device_id"]:
             self._rejections.reject(
                 "live-snapshot", MISDIRECTED, f"{envelope.sender}'s snapshot moved into {replica}'s hash"

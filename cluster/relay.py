@@ -39,9 +39,9 @@ from admin.access import Caller
 from admin.fleetview import FleetView
 from cluster import validation
 from cluster.redis_io import follow
-from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
+from cluster.rejections import MISDIRECTED, Rejections
 from cluster.relayed_audit import RelayedAudit
-from cluster.replica_auth import MessageSeal, Refused
+from cluster.replica_auth import MessageSeal, read_sealed
 from cluster.shared_store import PREFIX
 
 logger = logging.getLogger(__name__)
@@ -210,15 +210,12 @@ class CommandRelay:
 
     def _requested(self, data: bytes | str) -> None:
         """A request, run only if it is genuine, fresh, new and for this replica."""
-        try:
-            envelope = self._seal.open(REQUEST, data, MAX_RELAY_BYTES)
-            request = validation.relay_request(envelope.body)
-        except Refused as refused:
-            self._rejections.reject(REQUEST, refused.reason, str(refused))
+        opened = read_sealed(
+            self._seal, self._rejections, REQUEST, data, MAX_RELAY_BYTES, validation.relay_request
+        )
+        if opened is None:
             return
-        except validation.Malformed as error:
-            self._rejections.reject(REQUEST, MALFORMED, f"from {envelope.sender}: {error}")
-            return
+        envelope, request = opened
         if request.to != self._replica:
             self._rejections.reject(REQUEST, MISDIRECTED, f"from {envelope.sender} for {request.to}")
             return
@@ -227,15 +224,12 @@ class CommandRelay:
         task.add_done_callback(self._tasks.discard)
 
     def _answered(self, data: bytes | str) -> None:
-        try:
-            envelope = self._seal.open(REPLY, data, MAX_RELAY_BYTES)
-            reply = validation.relay_reply(envelope.body)
-        except Refused as refused:
-            self._rejections.reject(REPLY, refused.reason, str(refused))
+        opened = read_sealed(
+            self._seal, self._rejections, REPLY, data, MAX_RELAY_BYTES, validation.relay_reply
+        )
+        if opened is None:
             return
-        except validation.Malformed as error:
-            self._rejections.reject(REPLY, MALFORMED, f"from {envelope.sender}: {error}")
-            return
+        envelope, reply = opened
         waiting = self._waiting.get(reply.request)
         if waiting is None or waiting.answer.done():
             logger.debug("a late answer from %s to request %s", envelope.sender, reply.request)

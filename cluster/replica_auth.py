@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cluster import validation
-from cluster.rejections import MALFORMED, REPLAYED, STALE, UNAUTHENTICATED
+from cluster.rejections import MALFORMED, REPLAYED, STALE, UNAUTHENTICATED, Rejections
 
 CONTEXT = b"acp replica message v1\n"
 FRESHNESS_SECONDS = 30.0
@@ -178,3 +178,34 @@ def _envelope(payload: dict[str, Any]) -> Envelope:
         validation.seconds(payload["at"], "at"),
         payload["body"],
     )
+
+
+_Body = TypeVar("_Body")
+
+
+def read_sealed(
+    seal: MessageSeal,
+    rejections: Rejections,
+    kind: str,
+    data: bytes | str,
+    limit: int,
+    check: Callable[[object], _Body],
+    *,
+    counted_as: str | None = None,
+    where: str = "",
+    stored: bool = False,
+) -> tuple[Envelope, _Body] | None:
+    """A sealed message of ``kind`` opened and its body checked by ``check``; or None, the refusal
+    counted (as ``counted_as``, by default the kind) and logged. ``where`` says where a stored value
+    was read from."""
+    counted_as = counted_as or kind
+    try:
+        envelope = seal.open(kind, data, limit, stored=stored)
+        body = check(envelope.body)
+    except Refused as refused:
+        rejections.reject(counted_as, refused.reason, f"{where}{refused}")
+        return None
+    except validation.Malformed as error:
+        rejections.reject(counted_as, MALFORMED, f"{where or f'from {envelope.sender}: '}{error}")
+        return None
+    return envelope, body

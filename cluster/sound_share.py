@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from cluster import validation
 from cluster.redis_io import Coalescing, follow, write_in_order
 from cluster.rejections import MALFORMED, MISDIRECTED, Rejections
-from cluster.replica_auth import MessageSeal, Refused, sender_of
+from cluster.replica_auth import MessageSeal, read_sealed, sender_of
 from cluster.shared_store import PREFIX
 from media.catalog import (
     AssignmentError,
@@ -155,15 +155,17 @@ class SoundShare:
         async def handle(_: str, data: bytes | str) -> None:
             if sender_of(data) == self._replica:
                 return
-            try:
-                envelope = self._seal.open(ANNOUNCEMENT, data, MAX_ANNOUNCEMENT_BYTES)
-                announcement = validation.sound_announcement(envelope.body)
-            except Refused as refused:
-                self._rejections.reject(ANNOUNCEMENT, refused.reason, str(refused))
+            opened = read_sealed(
+                self._seal,
+                self._rejections,
+                ANNOUNCEMENT,
+                data,
+                MAX_ANNOUNCEMENT_BYTES,
+                validation.sound_announcement,
+            )
+            if opened is None:
                 return
-            except validation.Malformed as error:
-                self._rejections.reject(ANNOUNCEMENT, MALFORMED, f"from {envelope.sender}: {error}")
-                return
+            envelope, announcement = opened
             await self._apply(envelope.sender, announcement)
 
         await follow(
