@@ -303,7 +303,11 @@ class SharedStore:
             async with asyncio.timeout(OP_TIMEOUT):
                 await self._writes.join()
         if self._announcing:
-            await asyncio.wait(self._announcing, timeout=OP_TIMEOUT)
+            _, late = await asyncio.wait(self._announcing, timeout=OP_TIMEOUT)
+            for task in late:  # not left running on a connection the pool is about to close
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=OP_TIMEOUT)
         for task in self._tasks:
             task.cancel()
         _, stuck = await asyncio.wait(self._tasks, timeout=OP_TIMEOUT)
